@@ -1,0 +1,45 @@
+"""The state space model core: pure `jax.numpy` functions, no Flax.
+
+Axis letters, used in every shape in h3_jax:
+    B  batch            L  sequence length     H  SSM channels (or heads)
+    N  modes per channel (complex for the diagonal SSM, real taps for the shift SSM)
+    D  model width      P  head dimension       V  vocabulary size
+
+Sequences are channels-last, (..., L, H), with any leading batch axes. The diagonal SSM keeps
+N complex modes per channel and reads out y = 2 Re(C x): the conjugate of each mode is implied.
+
+Three exact views of one diagonal SSM, each with its reference:
+    convolution  diag_ssm_kernel + causal_conv    (reference: direct_causal_conv)
+    parallel     diag_ssm_scan                    (reference: diag_ssm_recurrence)
+    recurrent    diag_ssm_step
+and state passing (diag_ssm_state_passing) to run the convolution view chunk by chunk.
+"""
+
+from h3_jax.ssm.conv import causal_conv, direct_causal_conv, fft_length
+from h3_jax.ssm.discretize import discretize
+from h3_jax.ssm.init import init_A, init_C, init_diag_ssm, init_log_dt, init_shift_ssm
+from h3_jax.ssm.kernels import diag_ssm_kernel, fit_length, shift_ssm_kernel, vandermonde
+from h3_jax.ssm.scan import diag_ssm_recurrence, diag_ssm_scan, diag_ssm_step
+from h3_jax.ssm.state import diag_ssm_final_state, diag_ssm_state_output, diag_ssm_state_passing
+
+__all__ = [
+    "causal_conv",
+    "diag_ssm_final_state",
+    "diag_ssm_kernel",
+    "diag_ssm_recurrence",
+    "diag_ssm_scan",
+    "diag_ssm_state_output",
+    "diag_ssm_state_passing",
+    "diag_ssm_step",
+    "direct_causal_conv",
+    "discretize",
+    "fft_length",
+    "fit_length",
+    "init_A",
+    "init_C",
+    "init_diag_ssm",
+    "init_log_dt",
+    "init_shift_ssm",
+    "shift_ssm_kernel",
+    "vandermonde",
+]

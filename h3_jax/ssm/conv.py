@@ -1,0 +1,81 @@
+"""Causal convolution of channels-last sequences with one kernel per channel."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from h3_jax.ssm._checks import Signature
+from h3_jax.ssm.kernels import fit_length
+
+
+def fft_length(min_length: int) -> int:
+    """Smallest 2^a 3^b 5^c >= min_length: sizes the FFT handles at full speed."""
+    best = 1 << max(0, (min_length - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            size = p35
+            while size < min_length:
+                size *= 2
+            best = min(best, size)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def causal_conv(
+    u: Float[Array, "... L H"],
+    K: Float[Array, "H Lk"],
+    D: Float[Array, " H"] | None = None,
+) -> Float[Array, "... L H"]:
+    """y[t, h] = sum_{s <= t} K[h, t - s] u[s, h] + D[h] u[t, h], by FFT.
+
+    The FFT is zero-padded to at least 2L, so the product is a linear (never circular)
+    convolution. K may have any length: shorter kernels are zero-padded, longer ones truncated.
+    Half-precision input is computed in float32 (XLA's FFT has no f16/bf16) and cast back.
+    """
+    sig = Signature("causal_conv")
+    sig.array("u", u, "... L H", kind="real")
+    sig.array("K", K, "H Lk", kind="real")
+    if D is not None:
+        sig.array("D", D, "H", kind="real")
+    length = u.shape[-2]
+    out_dtype = u.dtype
+    compute = jnp.promote_types(jnp.promote_types(u.dtype, K.dtype), jnp.float32)
+    n = fft_length(2 * length)
+    # Channels-first inside: XLA's FFT runs over the minor axis.
+    u_hl = jnp.swapaxes(u.astype(compute), -1, -2)
+    k_freq = jnp.fft.rfft(fit_length(K.astype(compute), length), n=n)
+    y = jnp.fft.irfft(jnp.fft.rfft(u_hl, n=n) * k_freq, n=n)[..., :length]
+    y = jnp.swapaxes(y, -1, -2)
+    if D is not None:
+        y = y + D.astype(compute) * u.astype(compute)
+    return y.astype(out_dtype)
+
+
+def direct_causal_conv(
+    u: Float[Array, "... L H"],
+    K: Float[Array, "H Lk"],
+    D: Float[Array, " H"] | None = None,
+) -> Float[Array, "... L H"]:
+    """Reference for `causal_conv`: the O(L^2) sum over lags, in u's dtype, O(L H) memory."""
+    sig = Signature("direct_causal_conv")
+    sig.array("u", u, "... L H", kind="real")
+    sig.array("K", K, "H Lk", kind="real")
+    length = u.shape[-2]
+    K = fit_length(K, length).astype(u.dtype)
+    pad = [(0, 0)] * u.ndim
+    pad[-2] = (length, 0)
+    u_padded = jnp.pad(u, pad)  # u_padded[L + s] = u[s], zeros before
+
+    def add_lag(j, y):
+        shifted = jax.lax.dynamic_slice_in_dim(u_padded, length - j, length, axis=u.ndim - 2)
+        return y + K[:, j] * shifted
+
+    y = jax.lax.fori_loop(0, length, add_lag, jnp.zeros_like(u))
+    if D is not None:
+        y = y + D.astype(u.dtype) * u
+    return y
