@@ -9,13 +9,14 @@ Sequences are channels-last, (..., L, H), with any leading batch axes. The diago
 N complex modes per channel and reads out y = 2 Re(C x): the conjugate of each mode is implied.
 
 Three exact views of one diagonal SSM, each with its reference:
-    convolution  diag_ssm_kernel + causal_conv    (reference: direct_causal_conv)
+    convolution  diag_ssm_kernel + causal_conv    (reference: direct_causal_conv;
+                 short_causal_conv for short filters such as the shift SSM's)
     parallel     diag_ssm_scan                    (reference: diag_ssm_recurrence)
     recurrent    diag_ssm_step
 and state passing (diag_ssm_state_passing) to run the convolution view chunk by chunk.
 """
 
-from h3_jax.ssm.conv import causal_conv, direct_causal_conv, fft_length
+from h3_jax.ssm.conv import causal_conv, direct_causal_conv, fft_length, short_causal_conv
 from h3_jax.ssm.discretize import discretize
 from h3_jax.ssm.init import init_A, init_C, init_diag_ssm, init_log_dt, init_shift_ssm
 from h3_jax.ssm.kernels import diag_ssm_kernel, fit_length, shift_ssm_kernel, vandermonde
@@ -41,5 +42,6 @@ __all__ = [
     "init_log_dt",
     "init_shift_ssm",
     "shift_ssm_kernel",
+    "short_causal_conv",
     "vandermonde",
 ]
