@@ -1,0 +1,48 @@
+"""Shared test helpers: random SSMs, a float64 switch and the jit / no-jit variants."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from h3_jax import ssm
+
+
+def random_ssm(seed: int, H: int, N: int, *, method: str = "bilinear", A_init: str = "lin"):
+    """(dA, dB, C) of an S4D-initialised SSM with a perturbed B, in complex64."""
+    key_init, key_b = jax.random.split(jax.random.key(seed))
+    p = ssm.init_diag_ssm(key_init, H, N, A_init=A_init)
+    B = p["B"] + 0.5 * jax.random.normal(key_b, (H, N), jnp.complex64)
+    dA, dB = ssm.discretize(p["A"], B, jnp.exp(p["log_dt"]), method)
+    return dA, dB, p["C"]
+
+
+def random_input(seed: int, shape) -> jax.Array:
+    return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+
+
+def to64(*arrays):
+    """Copies of the arrays in float64 / complex128 (call inside `jax.enable_x64(True)`)."""
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        out.append(jnp.asarray(a, np.complex128 if np.iscomplexobj(a) else np.float64))
+    return out
+
+
+def assert_close(actual, expected, *, rtol: float, atol: float, err_msg: str = ""):
+    np.testing.assert_allclose(
+        np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol, err_msg=err_msg
+    )
+
+
+@pytest.fixture(params=[False, True], ids=["eager", "jit"])
+def maybe_jit(request):
+    """maybe_jit(fn, *static_argnames): fn itself, or fn under jax.jit."""
+
+    def wrap(fn, *static_argnames):
+        return jax.jit(fn, static_argnames=static_argnames) if request.param else fn
+
+    return wrap
