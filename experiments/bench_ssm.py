@@ -1,0 +1,292 @@
+"""Time the three views of one diagonal SSM: FFT convolution, associative scan, sequential scan.
+
+    python experiments/bench_ssm.py                 # B=8, H=64, N=32, L = 256 .. 65536
+    python experiments/bench_ssm.py --quick         # a small smoke run
+
+For each path and length: compile time, steady-state median of repeats (forward, and forward +
+backward), XLA's peak buffer memory for the compiled call, and the max error against a float64
+run. A path whose predicted time exceeds --max-seconds or whose memory exceeds --max-gib is
+skipped and reported as such. Writes bench_ssm.json, bench_ssm.md and bench_ssm.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from h3_jax import ssm
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def make_problem(B: int, H: int, N: int, L: int, seed: int = 0):
+    key_ssm, key_u = jax.random.split(jax.random.key(seed))
+    p = ssm.init_diag_ssm(key_ssm, H, N)
+    dA, dB = ssm.discretize(p["A"], p["B"], jnp.exp(p["log_dt"]))
+    u = jax.random.normal(key_u, (B, L, H), jnp.float32)
+    return dA, dB, p["C"], u
+
+
+def paths(L: int, chunk: int):
+    """name -> f(dA, dB, C, u) -> y (B, L, H). All compute the SSM without its D term."""
+    return {
+        "fft": lambda dA, dB, C, u: ssm.causal_conv(u, ssm.diag_ssm_kernel(dA, dB, C, L)),
+        "assoc_scan": lambda dA, dB, C, u: ssm.diag_ssm_scan(dA, dB, C, u)[0],
+        "chunked_scan": lambda dA, dB, C, u: ssm.diag_ssm_scan(dA, dB, C, u, chunk_size=chunk)[0],
+        "sequential": lambda dA, dB, C, u: ssm.diag_ssm_recurrence(dA, dB, C, u)[0],
+    }
+
+
+def forward_backward(f):
+    """Gradient of a scalar of the output w.r.t. the input and every SSM parameter."""
+    def loss(dA, dB, C, u):
+        return jnp.sum(f(dA, dB, C, u) * u)
+    return jax.grad(loss, argnums=(0, 1, 2, 3))
+
+
+def measure(f, args, repeats: int, max_seconds: float, max_gib: float):
+    """Compile, check memory, then time -> dict (or a 'skipped' reason)."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(f).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    peak = None
+    if mem is not None:
+        peak = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**30
+        if peak > max_gib:
+            return {"skipped": f"needs {peak:.1f} GiB > {max_gib} GiB", "compile_s": compile_s}
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    first = time.perf_counter() - t0
+    times = [first]
+    for _ in range(max(0, repeats - 1)):
+        if sum(times) > max_seconds:
+            break
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t0)
+    return {"compile_s": compile_s, "median_s": statistics.median(times), "repeats": len(times),
+            "peak_gib": peak, "out": out}
+
+
+def float64_reference(dA, dB, C, u):
+    with jax.enable_x64(True):
+        args = [jnp.asarray(np.asarray(x), np.complex128 if jnp.iscomplexobj(x) else np.float64)
+                for x in (dA, dB, C, u)]
+        y = jax.jit(lambda dA, dB, C, u: ssm.causal_conv(u, ssm.diag_ssm_kernel(dA, dB, C, u.shape[-2])))(*args)
+        return np.asarray(y)
+
+
+def bench_fft_floor(args, L: int, repeats: int):
+    """The floor of the FFT algorithm: bare rfft -> multiply -> irfft of length 2L, channels-minor."""
+    _, _, _, u = args
+    u_bhl = jnp.swapaxes(u, -1, -2)
+    K = jnp.ones((u.shape[-1], L), jnp.float32)
+    n = 2 * L
+
+    def floor(u_bhl, K):
+        return jnp.fft.irfft(jnp.fft.rfft(u_bhl, n=n) * jnp.fft.rfft(K, n=n), n=n)[..., :L]
+
+    def conv(u, K):
+        return ssm.causal_conv(u, K)
+
+    out = {}
+    for name, f, a in [("fft_floor", floor, (u_bhl, K)), ("causal_conv", conv, (u, K))]:
+        r = measure(f, a, repeats, 60.0, 64.0)
+        r.pop("out")
+        out[name] = r
+    # The kernel alone, for its share of the FFT path.
+    r = measure(lambda dA, dB, C: ssm.diag_ssm_kernel(dA, dB, C, L), args[:3], repeats, 60.0, 64.0)
+    r.pop("out")
+    out["diag_ssm_kernel"] = r
+    return out
+
+
+def bench_state_passing(length: int, chunk: int, H: int, N: int, repeats: int):
+    dA, dB, C, u = make_problem(1, H, N, length, seed=1)
+    f = lambda dA, dB, C, u: ssm.diag_ssm_state_passing(dA, dB, C, u, chunk_size=chunk)[0]  # noqa: E731
+    r = measure(f, (dA, dB, C, u), repeats, 60.0, 64.0)
+    y = np.asarray(r.pop("out"))
+    ref = float64_reference(dA, dB, C, u)
+    r.update(length=length, chunk=chunk, H=H, N=N,
+             max_rel_err=float(np.abs(y - ref).max() / np.abs(ref).max()))
+    return r
+
+
+def run(args) -> dict:
+    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                           "cpus": os.cpu_count(), "jax": jax.__version__,
+                           "backend": jax.default_backend(), "date": time.strftime("%Y-%m-%d")},
+               "config": {"B": args.batch, "H": args.channels, "N": args.modes, "chunk": args.chunk,
+                          "lengths": args.lengths, "repeats": args.repeats},
+               "rows": [], "floor": {}, "state_passing": None}
+    predicted: dict[str, float] = {}
+    for L in args.lengths:
+        problem = make_problem(args.batch, args.channels, args.modes, L)
+        ref = float64_reference(*problem)
+        scale = np.abs(ref).max()
+        for name, f in paths(L, args.chunk).items():
+            if name not in args.paths:
+                continue
+            for mode in ("forward", "forward_backward"):
+                key = f"{name}/{mode}"
+                row = {"path": name, "mode": mode, "L": L}
+                if predicted.get(key, 0.0) > args.max_seconds:
+                    row["skipped"] = f"predicted {predicted[key]:.0f} s > {args.max_seconds:.0f} s"
+                else:
+                    fn = f if mode == "forward" else forward_backward(f)
+                    r = measure(fn, problem, args.repeats, args.max_seconds, args.max_gib)
+                    out = r.pop("out", None)
+                    row.update(r)
+                    if "median_s" in r:
+                        # Every path here is at least linear in L; the next length doubles or more.
+                        predicted[key] = r["median_s"] * 2.2
+                    if out is not None and mode == "forward":
+                        row["max_rel_err"] = float(np.abs(np.asarray(out) - ref).max() / scale)
+                results["rows"].append(row)
+                print(format_row(row), flush=True)
+        if L >= 1024 or args.quick:
+            results["floor"][str(L)] = bench_fft_floor(problem, L, args.repeats)
+            fl = results["floor"][str(L)]
+            print(f"  L={L}: causal_conv / fft floor = "
+                  f"{fl['causal_conv']['median_s'] / fl['fft_floor']['median_s']:.2f}, "
+                  f"kernel / causal_conv = "
+                  f"{fl['diag_ssm_kernel']['median_s'] / fl['causal_conv']['median_s']:.3f}", flush=True)
+    if args.state_passing_length:
+        results["state_passing"] = bench_state_passing(
+            args.state_passing_length, args.state_passing_chunk, args.channels, args.modes, args.repeats)
+        print("state passing:", {k: v for k, v in results["state_passing"].items()}, flush=True)
+    results["targets"] = check_targets(results, args)
+    return results
+
+
+def format_row(row: dict) -> str:
+    head = f"{row['path']:>13} {row['mode']:>16} L={row['L']:>6}"
+    if "skipped" in row:
+        return f"{head}  skipped: {row['skipped']}"
+    peak = f"{row['peak_gib']:.2f} GiB" if row.get("peak_gib") is not None else "n/a"
+    err = f"  err {row['max_rel_err']:.1e}" if "max_rel_err" in row else ""
+    return (f"{head}  compile {row['compile_s']:6.2f} s  run {1e3 * row['median_s']:9.2f} ms  "
+            f"peak {peak}{err}")
+
+
+def check_targets(results: dict, args) -> list[dict]:
+    targets = []
+    floor = results["floor"]
+    ratios = {L: v["causal_conv"]["median_s"] / v["fft_floor"]["median_s"]
+              for L, v in floor.items() if 1024 <= int(L) <= 65536}
+    if ratios:
+        targets.append({"target": "causal_conv <= 1.3x bare rfft-multiply-irfft, L in [1024, 65536]",
+                        "measured": {L: round(r, 3) for L, r in ratios.items()},
+                        "met": all(r <= 1.3 for r in ratios.values())})
+    if "16384" in floor:
+        r = floor["16384"]["diag_ssm_kernel"]["median_s"] / floor["16384"]["causal_conv"]["median_s"]
+        targets.append({"target": "diag_ssm_kernel <= 0.1x causal_conv at L=16384",
+                        "measured": round(r, 4), "met": r <= 0.1})
+    for row in results["rows"]:
+        if row["path"] == "chunked_scan" and row["L"] == 65536 and row.get("peak_gib") is not None:
+            targets.append({"target": f"chunked scan {row['mode']} at L=65536 in under 4 GiB",
+                            "measured_gib": round(row["peak_gib"], 3), "met": row["peak_gib"] < 4})
+    sp = results["state_passing"]
+    if sp:
+        targets.append({"target": f"state passing over {sp['length']} steps (B=1, H={sp['H']})",
+                        "measured_gib": sp["peak_gib"], "seconds": sp["median_s"],
+                        "max_rel_err": sp["max_rel_err"], "met": sp["max_rel_err"] < 1e-3})
+    return targets
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    m, c = results["machine"], results["config"]
+    lines = [f"Measured on {m['platform']}, {m['cpus']} CPUs, jax {m['jax']} ({m['backend']}), "
+             f"{m['date']}. B={c['B']}, H={c['H']}, N={c['N']} complex modes, chunk {c['chunk']}.",
+             "", "| path | mode | L | compile (s) | run (ms) | peak (GiB) | max rel. err vs float64 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        if "skipped" in r:
+            lines.append(f"| {r['path']} | {r['mode']} | {r['L']} | | skipped: {r['skipped']} | | |")
+            continue
+        peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else ""
+        err = f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else ""
+        lines.append(f"| {r['path']} | {r['mode']} | {r['L']} | {r['compile_s']:.2f} | "
+                     f"{1e3 * r['median_s']:.2f} | {peak} | {err} |")
+    lines += ["", "| L | bare FFT floor (ms) | causal_conv (ms) | ratio | diag_ssm_kernel (ms) | kernel / conv |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for L, v in results["floor"].items():
+        fl, cc, k = (v[n]["median_s"] * 1e3 for n in ("fft_floor", "causal_conv", "diag_ssm_kernel"))
+        lines.append(f"| {L} | {fl:.2f} | {cc:.2f} | {cc / fl:.2f} | {k:.2f} | {k / cc:.3f} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for t in results["targets"]:
+        measured = {k: v for k, v in t.items() if k not in ("target", "met")}
+        lines.append(f"| {t['target']} | {json.dumps(measured)} | {'yes' if t['met'] else 'NO'} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, mode in zip(axes, ("forward", "forward_backward")):
+        for name in ("fft", "assoc_scan", "chunked_scan", "sequential"):
+            pts = [(r["L"], r["median_s"]) for r in results["rows"]
+                   if r["path"] == name and r["mode"] == mode and "median_s" in r]
+            if pts:
+                ax.loglog(*zip(*pts), marker="o", label=name)
+        ax.set_title(mode.replace("_", " + "))
+        ax.set_xlabel("sequence length L")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("seconds (median, steady state)")
+    axes[0].legend()
+    c = results["config"]
+    fig.suptitle(f"Diagonal SSM, B={c['B']} H={c['H']} N={c['N']}, {results['machine']['cpus']} CPUs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--modes", type=int, default=32)
+    p.add_argument("--chunk", type=int, default=256, help="chunk size of the chunked scan")
+    p.add_argument("--lengths", type=int, nargs="+", default=[2**k for k in range(8, 17)])
+    p.add_argument("--paths", nargs="+", default=["fft", "assoc_scan", "chunked_scan", "sequential"],
+                   choices=["fft", "assoc_scan", "chunked_scan", "sequential"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--max-seconds", type=float, default=60.0, help="skip a path predicted slower")
+    p.add_argument("--max-gib", type=float, default=16.0, help="skip a path needing more memory")
+    p.add_argument("--state-passing-length", type=int, default=2**20)
+    p.add_argument("--state-passing-chunk", type=int, default=2**14)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch, args.channels, args.modes, args.chunk = 2, 4, 4, 16
+        args.lengths, args.repeats = [64, 256], 2
+        args.state_passing_length, args.state_passing_chunk = 1000, 128
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_ssm.json").write_text(json.dumps(results, indent=1, default=str))
+    write_markdown(results, args.out / "bench_ssm.md")
+    write_plot(results, args.out / "bench_ssm.png")
+    print((args.out / "bench_ssm.md").read_text())
+    return results
+
+
+if __name__ == "__main__":
+    main()

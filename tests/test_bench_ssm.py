@@ -1,0 +1,22 @@
+"""The SSM benchmark script runs end to end and writes its three outputs (timings are not tested)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+
+import bench_ssm  # noqa: E402
+
+
+def test_bench_ssm_smoke_run(tmp_path):
+    results = bench_ssm.main(["--batch", "2", "--channels", "4", "--modes", "4", "--chunk", "16",
+                              "--repeats", "2", "--paths", "fft", "sequential", "--lengths", "32",
+                              "--state-passing-length", "100", "--state-passing-chunk", "32",
+                              "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "bench_ssm.json").read_text())
+    assert {r["path"] for r in saved["rows"]} == {"fft", "sequential"}
+    assert all(r["max_rel_err"] < 1e-5 for r in results["rows"] if "max_rel_err" in r)
+    assert saved["state_passing"]["max_rel_err"] < 1e-5
+    assert (tmp_path / "bench_ssm.png").stat().st_size > 0
+    assert "| fft | forward | 32 |" in (tmp_path / "bench_ssm.md").read_text()
