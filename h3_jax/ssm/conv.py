@@ -94,6 +94,8 @@ def direct_causal_conv(
     sig = Signature("direct_causal_conv")
     sig.array("u", u, "... L H", kind="real")
     sig.array("K", K, "H Lk", kind="real")
+    if D is not None:
+        sig.array("D", D, "H", kind="real")
     length = u.shape[-2]
     K = fit_length(K, length).astype(u.dtype)
     pad = [(0, 0)] * u.ndim
