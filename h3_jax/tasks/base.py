@@ -1,0 +1,53 @@
+"""What every task hands the trainer: a `Batch` of token ids, next-token targets and a label mask."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+# Appended to (seed, index) so the stream never shares a seed sequence with `dataset(seed)`,
+# which seeds numpy with the bare integer as the paper's code does.
+_STREAM_TAG = 0x5EED_57EA
+
+
+class Batch(NamedTuple):
+    """One split or one batch; a pytree of numpy arrays.
+
+    inputs:  int32 (B, L) token ids fed to the model.
+    targets: int32 (B, L) the token to predict at each position (0 where `mask` is False and the
+             task defines no target there).
+    mask:    bool  (B, L) positions that count for loss and accuracy.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+
+
+def shifted_batch(sequences: np.ndarray, mask: np.ndarray) -> Batch:
+    """Next-token pairs from full sequences: inputs = S[:, :-1], targets = S[:, 1:].
+
+    sequences: int (B, L + 1); mask: bool (B, L), aligned with the targets.
+    """
+    sequences = np.asarray(sequences)
+    return Batch(
+        inputs=np.ascontiguousarray(sequences[:, :-1], dtype=np.int32),
+        targets=np.ascontiguousarray(sequences[:, 1:], dtype=np.int32),
+        mask=np.ascontiguousarray(mask, dtype=bool),
+    )
+
+
+def final_position_mask(n: int, length: int) -> np.ndarray:
+    """bool (n, length), True only at the last position (the answer token)."""
+    mask = np.zeros((n, length), dtype=bool)
+    mask[:, -1] = True
+    return mask
+
+
+def stream_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator for batch `index` of the stream seeded by `seed`.
+
+    Depends on (seed, index) only, so a resumed run draws the same batch for the same step.
+    """
+    return np.random.default_rng([seed, index, _STREAM_TAG])
