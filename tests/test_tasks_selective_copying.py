@@ -21,7 +21,8 @@ class FixedDataRng:
 
 def test_hand_worked_layout(monkeypatch):
     # A = 6, M = 3, seq_len = 10: data (4, 1, 3) at positions drawn as (5, 1, 2), used sorted.
-    monkeypatch.setattr(selective_copying, "distinct_integers", lambda rng, n, k, low, high: np.array([[5, 1, 2]]))
+    positions = np.array([[5, 1, 2]])
+    monkeypatch.setattr(selective_copying, "distinct_integers", lambda rng, n, k, low, high: positions)
     task = SelectiveCopyingTask(vocab_size=6, seq_len=10, num_tokens=3)
     batch = task.draw(FixedDataRng(np.array([[4, 1, 3]]), expected_range=(1, 5)), 1)
     assert batch.inputs[0].tolist() == [0, 4, 1, 0, 0, 3, 0, 5, 5, 5]

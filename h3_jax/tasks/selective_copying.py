@@ -55,9 +55,13 @@ class SelectiveCopyingTask:
 
     def __post_init__(self) -> None:
         task = self.name
-        checks.require_int(task, "vocab_size", self.vocab_size, 3, "noise, marker and at least one data token")
+        checks.require_int(
+            task, "vocab_size", self.vocab_size, 3, "noise, marker and at least one data token"
+        )
         checks.require_int(task, "num_tokens", self.num_tokens, 1)
-        checks.require_int(task, "seq_len", self.seq_len, 2 * self.num_tokens, "num_tokens data tokens plus num_tokens markers")
+        checks.require_int(
+            task, "seq_len", self.seq_len, 2 * self.num_tokens, "num_tokens data tokens plus as many markers"
+        )
         checks.require_int(task, "num_examples", self.num_examples, 1)
         checks.require_int(task, "num_test_examples", self.num_test_examples, 1)
 
