@@ -1,4 +1,4 @@
-"""The language model: shapes, dtypes, determinism, dropout, modes, config validation."""
+"""The language model: shapes, dtypes, modes, causality, jit, bf16, dropout, bad input."""
 
 import jax
 import jax.numpy as jnp
@@ -6,50 +6,161 @@ import numpy as np
 import pytest
 
 from h3_jax.models import LM, LMConfig
-
-MIXER_CONFIGS = {
-    "h3": dict(mixer="h3"),
-    "h3_head_dim_2": dict(mixer="h3", head_dim=2),
-    "s4d": dict(mixer="s4d"),
-    "gss": dict(mixer="gss"),
-    "attention": dict(mixer="attention", n_heads=2, max_position_embeddings=64),
-    "hybrid": dict(mixer="h3", attn_layer_idx=(1,), n_heads=2),
-}
-
-
-def small_config(name: str, **changes) -> LMConfig:
-    fields = dict(vocab_size=13, d_model=16, n_layer=2, d_state=8, **MIXER_CONFIGS[name])
-    fields.update(changes)
-    return LMConfig(**fields)
+from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fixture)
+    NAMES,
+    assert_close,
+    fast_compile,
+    jitted_forward,
+    random_tokens,
+    scale,
+    small_config,
+    trained_like_params,
+)
 
 
-def random_tokens(seed: int, shape, vocab: int = 13):
-    return jax.random.randint(jax.random.key(seed), shape, 0, vocab)
-
-
-@pytest.mark.parametrize("name", list(MIXER_CONFIGS))
+@pytest.mark.parametrize("name", NAMES)
 def test_logits_shape_dtype_and_determinism(name):
     config = small_config(name)
-    tokens = random_tokens(0, (2, 20))
-    params = LM(config).init(jax.random.key(1), tokens)["params"]
-    assert isinstance(params, dict)
+    params = trained_like_params(config)
+    tokens = random_tokens(0, (2, 24))
     logits = LM(config).apply({"params": params}, tokens, mode="fft")
-    assert logits.shape == (2, 20, 13) and logits.dtype == jnp.float32
-    again = LM(config).apply({"params": params}, tokens)
-    np.testing.assert_array_equal(np.asarray(logits), np.asarray(again))
+    assert logits.shape == (2, 24, config.vocab_size) and logits.dtype == jnp.float32
     assert np.isfinite(np.asarray(logits)).all()
+    again = jitted_forward(config)(params, tokens)
+    # Eager and jit run the same ops; XLA may fuse differently, hence a float32-level tolerance.
+    assert_close(again, logits, rtol=0, atol=1e-5 * scale(logits))
+
+
+FFT_CASES = [(name, 24) for name in NAMES] + [
+    (name, 80) for name in ("h3", "h3_head_dim_2", "s4d", "gss")  # 80 > SHORT_CONV_MAX_LEN: FFT
+]
+
+
+@pytest.mark.parametrize("name, length", FFT_CASES)
+def test_fft_equals_scan(name, length):
+    config = small_config(name)
+    params = trained_like_params(config)
+    tokens = random_tokens(1, (2, length))
+    fft = jitted_forward(config, "fft")(params, tokens)
+    scan = jitted_forward(config, "scan")(params, tokens)
+    assert_close(scan, fft, rtol=0, atol=2e-5 * scale(fft))
+
+
+@pytest.mark.parametrize("name, length", [(name, 16) for name in NAMES] + [("h3", 80)])
+def test_causal_by_gradient(name, length):
+    """d logits[t, 0] / d embedding(token at s) is zero for every s > t and not for s <= t.
+
+    Each position holds a distinct token id >= 1 and the scored logit is id 0, so the tied head
+    adds gradient only to row 0, never to the rows under test."""
+    config = small_config(name, vocab_size=length + 1)
+    params = trained_like_params(config)
+    tokens = (1 + jax.random.permutation(jax.random.key(2), length))[None]
+    t = length // 2
+
+    def logit(embedding):
+        p = {**params, "embedding": embedding}
+        return LM(config).apply({"params": p}, tokens)[0, t, 0]
+
+    grad = np.asarray(jax.jit(jax.grad(logit))(params["embedding"]))
+    per_position = np.abs(grad[np.asarray(tokens[0])]).max(axis=-1)  # (L,)
+    past, future = per_position[: t + 1], per_position[t + 1 :]
+    assert (past[[0, t]] > 0).all()
+    # Exact zeros with the direct convolution; FFT round-off leaks ~1e-8 relative.
+    assert future.max() <= 1e-6 * past.max(), future.max() / past.max()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_forward_tracks_float32(name):
+    config = small_config(name)
+    params = trained_like_params(config)
+    tokens = random_tokens(3, (2, 24))
+    f32 = jitted_forward(config)(params, tokens)
+    bf16 = jitted_forward(config.replace(compute_dtype="bfloat16"))(params, tokens)
+    assert bf16.dtype == jnp.float32
+    # bf16 has an 8-bit mantissa (relative step 2^-8 = 4e-3); errors add up over 2 layers.
+    assert_close(bf16, f32, rtol=0, atol=3e-2 * scale(f32))
 
 
 @pytest.mark.parametrize("name", ["h3", "attention"])
 def test_dropout_only_when_training(name):
     config = small_config(name, embed_dropout=0.5, resid_dropout=0.5, attn_dropout=0.5)
-    tokens = random_tokens(0, (2, 16))
-    params = LM(config).init(jax.random.key(1), tokens)["params"]
-    apply = lambda key: LM(config).apply(  # noqa: E731
-        {"params": params}, tokens, mode="fft", train=True, rngs={"dropout": key}
+    params = trained_like_params(small_config(name))
+    tokens = random_tokens(0, (2, 24))
+    apply = jax.jit(
+        lambda key: LM(config).apply(
+            {"params": params}, tokens, mode="fft", train=True, rngs={"dropout": key}
+        )
     )
-    eval_logits = LM(config).apply({"params": params}, tokens)
+    eval_logits = jitted_forward(config)(params, tokens)
+    assert_close(eval_logits, jitted_forward(small_config(name))(params, tokens), rtol=0, atol=0)
     a, b = apply(jax.random.key(2)), apply(jax.random.key(3))
-    assert not np.allclose(np.asarray(a), np.asarray(b), atol=1e-3)
-    assert not np.allclose(np.asarray(a), np.asarray(eval_logits), atol=1e-3)
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(apply(jax.random.key(2))))
+    assert np.abs(np.asarray(a - b)).max() > 1e-2 * scale(eval_logits)
+    assert_close(a, apply(jax.random.key(2)), rtol=0, atol=0)
+
+
+def test_out_of_range_tokens_raise_eagerly_and_poison_under_jit():
+    config = small_config("h3")
+    params = trained_like_params(config)
+    model = LM(config)
+    for bad in (config.vocab_size, -1):
+        tokens = jnp.array([[0, 1, bad, 2]])
+        with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=13\)"):
+            model.apply({"params": params}, tokens)
+        with pytest.raises(ValueError, match="token ids"):
+            model.init(jax.random.key(0), tokens)
+        # Under jit the ids are traced: JAX's gather would clamp, the model returns NaN instead.
+        logits = np.asarray(jitted_forward(config)(params, tokens))
+        assert np.isnan(logits[0, 2:]).all() and np.isfinite(logits[0, :2]).all()
+    with pytest.raises(TypeError, match="integer"):
+        model.apply({"params": params}, jnp.zeros((1, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        model.apply({"params": params}, jnp.zeros((4,), jnp.int32))
+    with pytest.raises(ValueError, match="mode"):
+        model.apply({"params": params}, jnp.zeros((1, 4), jnp.int32), mode="recurrent")
+
+
+def test_sequence_longer_than_position_table_raises():
+    config = small_config("attention", max_position_embeddings=16)
+    params = trained_like_params(config)
+    jitted_forward(config)(params, jnp.zeros((1, 16), jnp.int32))
+    with pytest.raises(ValueError, match="max_position_embeddings=16"):
+        jitted_forward(config)(params, jnp.zeros((1, 17), jnp.int32))
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        (dict(mixer="mamba"), "mixer"),
+        (dict(attn_layer_idx=(2,)), "attn_layer_idx"),
+        (dict(attn_layer_idx=(-1,)), "attn_layer_idx"),
+        (dict(head_dim=3), "head_dim"),
+        (dict(n_heads=5), "n_heads"),
+        (dict(d_state=7), "d_state"),
+        (dict(A_init="legs"), "A_init"),
+        (dict(discretization="euler"), "discretization"),
+        (dict(compute_dtype="float16"), "compute_dtype"),
+        (dict(embed_dropout=1.0), "embed_dropout"),
+        (dict(max_position_embeddings=-1), "max_position_embeddings"),
+        (dict(dt_min=0.2), "dt_min"),
+        (dict(vocab_size=0), "vocab_size"),
+        (dict(d_model=0), "d_model"),
+    ],
+)
+def test_config_rejects_bad_values_naming_field_and_value(changes, field):
+    fields = dict(vocab_size=10, d_model=16, n_layer=2)
+    fields.update(changes)
+    with pytest.raises(ValueError, match=rf"LMConfig\.{field}") as info:
+        LMConfig(**fields)
+    value = next(iter(changes.values()))
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+def test_config_defaults_and_derived_fields():
+    config = LMConfig(vocab_size=10)
+    assert config.mlp_width == 4 * config.d_model and config.n_modes == config.d_state // 2
+    assert config.ssm_discretization == "bilinear" and config.ssm_A_init == "lin"
+    s4d = config.replace(mixer="s4d")
+    assert s4d.ssm_discretization == "zoh" and s4d.ssm_A_init == "inv"
+    hybrid = LMConfig(vocab_size=10, n_layer=4, attn_layer_idx=[1, 3])
+    assert hybrid.attn_layer_idx == (1, 3) and hash(hybrid)
+    assert [hybrid.layer_mixer(i) for i in range(4)] == ["h3", "attention", "h3", "attention"]

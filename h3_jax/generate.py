@@ -1,0 +1,148 @@
+"""Recurrent generation with an explicit state pytree: init_state, prefill, step, generate.
+
+The state is {"position": int32 scalar, "layers": (one dict per layer)}: the shift SSM's last
+d_state inputs and the diagonal SSM's complex state for SSM layers, a key/value cache for
+attention layers. `prefill` runs the fast whole-sequence path (FFT) and reads the states off it;
+`step` advances one token. Prefill on a prefix, then stepping through the rest, gives the logits of
+one full forward pass. All functions take the config first; it is static under jit.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from h3_jax.models import LM, LMConfig
+from h3_jax.models.lm import MIXER_MODULES
+from h3_jax.models.tokens import check_token_ids
+
+State = dict
+
+
+def init_state(config: LMConfig, batch_size: int, max_len: int = 0) -> State:
+    """The zero state before any token. `max_len` sizes the attention caches (unused otherwise)."""
+    if config.has_attention and max_len < 1:
+        raise ValueError(
+            f"init_state: max_len={max_len}; a model with attention layers needs max_len >= 1 "
+            "(the key/value cache length)"
+        )
+    layers = tuple(
+        MIXER_MODULES[config.layer_mixer(i)].init_state(config, batch_size, max_len)
+        for i in range(config.n_layer)
+    )
+    return {"position": jnp.zeros((), jnp.int32), "layers": layers}
+
+
+def prefill(
+    config: LMConfig, params, tokens: Int[Array, "B L"], max_len: int | None = None
+) -> tuple[Float[Array, "B L V"], State]:
+    """Logits for every prompt position and the state after the prompt.
+
+    `max_len` (>= L) sizes the attention caches; it is needed only when the model has attention.
+    """
+    check_token_ids(tokens, config.vocab_size)
+    length = tokens.shape[-1]
+    cache_len = _cache_len(config, length, max_len)
+    return _prefill(config, params, tokens, cache_len)
+
+
+def step(
+    config: LMConfig, params, state: State, token: Int[Array, " B"]
+) -> tuple[Float[Array, "B V"], State]:
+    """Advance one token: logits (B, V) for the next position and the new state."""
+    check_token_ids(token, config.vocab_size, name="token")
+    _check_room(config, state)
+    return _step(config, params, state, token)
+
+
+def generate(
+    config: LMConfig,
+    params,
+    prompt: Int[Array, "B L"],
+    max_new_tokens: int,
+    key: Array,
+    temperature: float = 0.0,
+) -> Int[Array, "B T"]:
+    """The max_new_tokens tokens that follow the prompt: greedy when temperature is 0, else
+    sampled from softmax(logits / temperature). One compiled program: prefill, then a lax.scan."""
+    check_token_ids(prompt, config.vocab_size, name="prompt")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"generate: max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if not temperature >= 0:
+        raise ValueError(f"generate: temperature must be >= 0, got {temperature!r}")
+    cache_len = prompt.shape[-1] + max_new_tokens
+    if config.max_position_embeddings and cache_len > config.max_position_embeddings:
+        raise ValueError(
+            f"generate: prompt length + max_new_tokens = {cache_len} exceeds "
+            f"LMConfig.max_position_embeddings={config.max_position_embeddings}"
+        )
+    return _generate(config, params, prompt, key, max_new_tokens, float(temperature))
+
+
+def _cache_len(config: LMConfig, length: int, max_len: int | None) -> int:
+    if not config.has_attention:
+        return 0
+    if max_len is None:
+        raise ValueError(
+            "prefill: max_len is required for a model with attention layers (it sizes the "
+            "key/value cache); allowed are ints >= the prompt length"
+        )
+    if max_len < length:
+        raise ValueError(f"prefill: max_len={max_len} is shorter than the prompt ({length} tokens)")
+    return max_len
+
+
+def _check_room(config: LMConfig, state: State) -> None:
+    """With a concrete state, refuse to step past the attention cache or the position table."""
+    position = state["position"]
+    if isinstance(position, jax.core.Tracer):
+        return
+    position = int(position)
+    for i, layer in enumerate(state["layers"]):
+        if config.layer_mixer(i) == "attention" and position >= layer["k"].shape[1]:
+            raise ValueError(
+                f"step: position {position} is past the key/value cache of layer {i} "
+                f"(max_len={layer['k'].shape[1]})"
+            )
+    if config.max_position_embeddings and position >= config.max_position_embeddings:
+        raise ValueError(
+            f"step: position {position} is past LMConfig.max_position_embeddings="
+            f"{config.max_position_embeddings}"
+        )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _prefill(config, params, tokens, cache_len):
+    return LM(config).apply({"params": params}, tokens, mode="prefill", cache_len=cache_len)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _step(config, params, state, token):
+    return LM(config).apply({"params": params}, token, mode="step", state=state)
+
+
+def _pick(logits, key, temperature: float):
+    if temperature == 0.0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits / temperature, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _generate(config, params, prompt, key, max_new_tokens, temperature):
+    model = LM(config)
+    cache_len = prompt.shape[-1] + max_new_tokens if config.has_attention else 0
+    logits, state = model.apply({"params": params}, prompt, mode="prefill", cache_len=cache_len)
+    keys = jax.random.split(key, max_new_tokens)
+    first = _pick(logits[:, -1], keys[0], temperature)
+
+    def one_token(carry, key_t):
+        state, token = carry
+        logits, state = model.apply({"params": params}, token, mode="step", state=state)
+        token = _pick(logits, key_t, temperature)
+        return (state, token), token
+
+    _, rest = jax.lax.scan(one_token, (state, first), keys[1:])
+    return jnp.concatenate([first[:, None], jnp.moveaxis(rest, 0, 1)], axis=1)
