@@ -1,0 +1,195 @@
+"""The `h3-jax` command: train a preset, evaluate a run, list the presets.
+
+    h3-jax train [PRESET] [--workdir DIR] [--resume] [--section.field=value ...]
+    h3-jax eval --workdir DIR [--checkpoint latest|best|STEP]
+    h3-jax presets
+
+Exit status: 0 done; 1 the loss became NaN/Inf; 2 bad configuration or usage;
+128 + signal number when SIGINT/SIGTERM stopped training (a checkpoint was saved first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Sequence
+
+from h3_jax.train.config import SECTIONS, ConfigError, field_docs, field_types, type_name
+
+PROG = "h3-jax"
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exits with status 2."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def options_help() -> str:
+    """Every overridable field, with type, the default preset's value and its documentation."""
+    from h3_jax.presets import DEFAULT_PRESET, get_preset
+
+    config = get_preset(DEFAULT_PRESET)
+    lines = [f"overrides (--section.field=value; defaults shown are those of {DEFAULT_PRESET}):"]
+    for section in SECTIONS:
+        obj = getattr(config, section)
+        docs = field_docs(type(obj))
+        lines.append(f"  {section}:")
+        for name, tp in field_types(type(obj)).items():
+            value = getattr(obj, name)
+            lines.append(f"    --{section}.{name}  ({type_name(tp)}, default {value!r})")
+            if docs.get(name):
+                lines.append(f"        {docs[name]}")
+    lines.append("  model.vocab_size follows the task; task fields depend on the preset's task.")
+    return "\n".join(lines)
+
+
+def build_parser(with_options_help: bool = False) -> Parser:
+    parser = Parser(prog=PROG, description="Train and evaluate H3 models on synthetic tasks.",
+                    epilog=__doc__.split("\n\n", 2)[2],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", parser_class=Parser)
+    train = commands.add_parser(
+        "train", help="train a preset (default h3-ar)",
+        epilog=options_help() if with_options_help else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train PRESET in DIR; print the test accuracy at the end.",
+    )
+    train.add_argument("preset", nargs="?", help="preset name (h3-jax presets lists them)")
+    train.add_argument("--workdir", help="run directory (default: a new one under ./runs/)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --workdir from its latest checkpoint")
+    train.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                       help="progress bar (auto: only when stderr is a terminal)")
+    train.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() first (multi-host runs)")
+    evaluate = commands.add_parser("eval", help="test accuracy of a run's checkpoint")
+    evaluate.add_argument("--workdir", required=True, help="run directory")
+    evaluate.add_argument("--checkpoint", default="latest",
+                          help="latest (default), best (highest eval accuracy) or a step number")
+    evaluate.add_argument("--distributed", action="store_true",
+                          help="call jax.distributed.initialize() first (multi-host runs)")
+    commands.add_parser("presets", help="list the presets, one line each")
+    return parser
+
+
+def split_overrides(extra: Sequence[str]) -> list[str]:
+    """['--model.d_model=64', '--optim.lr', '1e-3'] -> ['model.d_model=64', 'optim.lr=1e-3']."""
+    out, items = [], list(extra)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--") or "." not in item.split("=")[0]:
+            raise UsageError(f"{PROG} train: error: unrecognized argument {item!r}")
+        item = item[2:]
+        if "=" not in item:
+            if not items:
+                raise UsageError(f"{PROG} train: error: {item} needs a value")
+            item = f"{item}={items.pop(0)}"
+        out.append(item)
+    return out
+
+
+def cmd_presets() -> int:
+    from h3_jax.presets import PRESETS
+
+    width = max(map(len, PRESETS))
+    for name, preset in PRESETS.items():
+        print(f"{name:<{width}}  {preset.description}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from h3_jax.presets import DEFAULT_PRESET, get_preset
+    from h3_jax.train import workdir as wd
+    from h3_jax.train.loop import train
+    from h3_jax.train.run_config import apply_overrides
+
+    if args.resume:
+        if not args.workdir or not wd.has_run(args.workdir):
+            raise ConfigError(f"--resume needs --workdir of an existing run (no "
+                              f"{wd.CONFIG} in {args.workdir})")
+        config = wd.read_config(args.workdir)
+        if args.preset and args.preset != config.preset:
+            raise ConfigError(f"{args.workdir} holds a {config.preset} run, not {args.preset}")
+        if overrides and apply_overrides(config, overrides) != config:
+            raise ConfigError(f"--resume continues the run as configured in "
+                              f"{wd.path(args.workdir, wd.CONFIG)}; drop the overrides")
+        workdir = args.workdir
+    else:
+        preset = args.preset or DEFAULT_PRESET
+        config = apply_overrides(get_preset(preset), overrides)
+        workdir = args.workdir or os.path.join(
+            "runs", f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if wd.has_run(workdir):
+            raise ConfigError(f"{workdir} already holds a run; pass --resume or a new --workdir")
+        os.makedirs(workdir, exist_ok=True)
+    show = {"auto": None, "on": True, "off": False}[args.progress]
+    print(f"{config.preset}: {config.train.steps} steps in {workdir}", flush=True)
+    result = train(config, workdir, resume=args.resume, show_progress=show)
+    s = result.summary
+    if result.status == "diverged":
+        print(f"{PROG}: error: {result.error}", file=sys.stderr)
+        return 1
+    if result.status == "interrupted":
+        print(f"stopped at step {s['final_step']}; checkpoint saved; continue with "
+              f"{PROG} train --workdir {workdir} --resume")
+        return 128 + (result.signal or 0)
+    print(f"test accuracy {s['test_accuracy']:.4f} at step {s['final_step']} "
+          f"(train loss {s['train_loss']:.4f}; {workdir}/summary.json)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from h3_jax.train import workdir as wd
+    from h3_jax.train.restore import evaluate_checkpoint
+
+    if not wd.has_run(args.workdir):
+        raise ConfigError(f"no run in {args.workdir} ({wd.CONFIG} not found)")
+    step, which, result = evaluate_checkpoint(args.workdir, args.checkpoint)
+    print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) "
+          f"at step {step} ({which} checkpoint)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_help = argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv)
+    parser = build_parser(with_options_help=wants_help)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if getattr(args, "distributed", False):
+            import jax
+
+            jax.distributed.initialize()
+        if args.command == "presets":
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            return cmd_presets()
+        if args.command == "eval":
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            return cmd_eval(args)
+        return cmd_train(args, split_overrides(extra))
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

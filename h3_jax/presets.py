@@ -1,0 +1,142 @@
+"""Named run configurations, `<mixer>-<task>`: the H3 paper's synthetic table and a few more.
+
+Paper cells (h3/s4d/gss/attention x ar/ih) follow safari's synthetics configs (`h3.md` §9.2):
+2 layers, d_model 32, d_inner 128, d_state 64, head_dim 1, embedding dropout 0.1, AdamW lr 5e-4,
+weight decay 0.1, batch 32 over the fixed 5000-example train set.
+- AR (V=10, n=20): 31,400 steps, linear warmup over 3,140 steps from 0, linear decay to 0.
+- IH (V=20, n=30): 62,800 steps, timm cosine, warmup over 6,280 steps from 1e-6, lr_min 5e-5.
+safari's epochs have 157 steps (the last batch holds 8 examples); here every batch is full
+(156 per epoch) so it splits over 1, 2, 4 or 8 devices, and the step counts are the paper's.
+The attention baseline has one head, attention dropout 0.1 and learned positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from h3_jax import models
+from h3_jax.train.config import ConfigError, OptimConfig, TrainConfig
+from h3_jax.train.run_config import RunConfig, make_task, resolve
+
+TASK_ALIASES = {"ar": "associative_recall", "ih": "induction_head"}
+PAPER_MIXERS = ("h3", "s4d", "gss", "attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    description: str
+    build: Callable[[str], RunConfig]
+
+
+def paper_model(mixer: str, vocab_size: int, seq_len: int) -> models.LMConfig:
+    attention = mixer == "attention"
+    return models.LMConfig(
+        vocab_size=vocab_size, d_model=32, n_layer=2, d_inner=128, mixer=mixer,
+        d_state=64, head_dim=1, n_heads=1, embed_dropout=0.1, resid_dropout=0.0,
+        attn_dropout=0.1, max_position_embeddings=seq_len if attention else 0,
+    )
+
+
+def paper_optim(task: str) -> OptimConfig:
+    if task == "ar":
+        return OptimConfig(lr=5e-4, weight_decay=0.1, schedule="linear", warmup_steps=3140,
+                           warmup_init_lr=0.0)
+    return OptimConfig(lr=5e-4, weight_decay=0.1, schedule="cosine", warmup_steps=6280,
+                       warmup_init_lr=1e-6, lr_min=5e-5)
+
+
+def paper_train(task: str) -> TrainConfig:
+    # 10 steps per compiled call; eval every 10 paper epochs (1,570 steps), checkpoint every 20.
+    steps = 31_400 if task == "ar" else 62_800
+    return TrainConfig(steps=steps, batch_size=32, data="fixed", steps_per_call=10,
+                       log_every=100, eval_every=1570, checkpoint_every=3140)
+
+
+def paper_cell(mixer: str, task: str) -> Callable[[str], RunConfig]:
+    def build(name: str) -> RunConfig:
+        task_obj = make_task(TASK_ALIASES[task])
+        return RunConfig(
+            preset=name, task_name=TASK_ALIASES[task], task=task_obj,
+            model=paper_model(mixer, task_obj.vocab_size, task_obj.seq_len),
+            optim=paper_optim(task), train=paper_train(task),
+        )
+    return build
+
+
+def tiny_ar(name: str) -> RunConfig:
+    """A small H3 that solves the paper's AR task in well under a minute on 2 CPU cores."""
+    task = make_task("associative_recall")
+    return RunConfig(
+        preset=name, task_name="associative_recall", task=task,
+        model=dataclasses.replace(paper_model("h3", task.vocab_size, task.seq_len),
+                                  embed_dropout=0.0),
+        optim=OptimConfig(lr=3e-3, lr_ssm=1e-3, weight_decay=0.1, schedule="cosine",
+                          warmup_steps=100, lr_min=1e-4),
+        train=TrainConfig(steps=1200, batch_size=32, data="stream", steps_per_call=10,
+                          log_every=100, eval_every=400, checkpoint_every=400),
+    )
+
+
+def mqar(mixer: str) -> Callable[[str], RunConfig]:
+    """Zoology MQAR at its smallest Figure-2 cell (L=64, 4 key-value pairs, V=8192), d_model 64,
+    2 layers, AdamW wd 0.1, fresh examples each step; H3 with d_state = L and head_dim 2.
+    Batch 64 instead of Zoology's 512 keeps a step affordable on a CPU."""
+
+    def build(name: str) -> RunConfig:
+        task = make_task("mqar")
+        model = models.LMConfig(
+            vocab_size=task.vocab_size, d_model=64, n_layer=2, mixer=mixer,
+            d_state=64, head_dim=2 if mixer == "h3" else 1, n_heads=1,
+            embed_dropout=0.0, attn_dropout=0.1 if mixer == "attention" else 0.0,
+            max_position_embeddings=task.seq_len if mixer == "attention" else 0,
+        )
+        return RunConfig(
+            preset=name, task_name="mqar", task=task, model=model,
+            optim=OptimConfig(lr=2e-3, weight_decay=0.1, schedule="cosine", warmup_steps=500),
+            train=TrainConfig(steps=20_000, batch_size=64, data="stream", steps_per_call=10,
+                              log_every=100, eval_every=2000, checkpoint_every=2000),
+        )
+
+    return build
+
+
+def h3_selcopy(name: str) -> RunConfig:
+    """Selective copying with the task's defaults; the Mamba paper's model (2 layers, D=64)
+    trained with Adam (no weight decay) at a constant rate after a short warmup."""
+    task = make_task("selective_copying")
+    model = models.LMConfig(vocab_size=task.vocab_size, d_model=64, n_layer=2, mixer="h3",
+                            d_state=64, head_dim=1, embed_dropout=0.0)
+    return RunConfig(
+        preset=name, task_name="selective_copying", task=task, model=model,
+        optim=OptimConfig(lr=1e-3, weight_decay=0.0, schedule="constant", warmup_steps=500),
+        train=TrainConfig(steps=20_000, batch_size=64, data="stream", steps_per_call=10,
+                          log_every=100, eval_every=2000, checkpoint_every=2000),
+    )
+
+
+def _paper_presets() -> dict[str, Preset]:
+    names = {"ar": "associative recall (V=10, n=20)", "ih": "induction head (V=20, n=30)"}
+    return {
+        f"{mixer}-{task}": Preset(f"paper table: {mixer} on {names[task]}", paper_cell(mixer, task))
+        for task in ("ar", "ih") for mixer in PAPER_MIXERS
+    }
+
+
+PRESETS: dict[str, Preset] = {
+    **_paper_presets(),
+    "h3-mqar": Preset("H3 on Zoology MQAR (L=64, 4 pairs, V=8192), d_model 64", mqar("h3")),
+    "attention-mqar": Preset("attention on Zoology MQAR (L=64, 4 pairs, V=8192), d_model 64",
+                             mqar("attention")),
+    "h3-selcopy": Preset("H3 on selective copying, d_model 64, constant lr", h3_selcopy),
+    "tiny-ar": Preset("small fast H3 run on the paper's AR task (>= 90% in under a minute)",
+                      tiny_ar),
+}
+DEFAULT_PRESET = "h3-ar"
+
+
+def get_preset(name: str) -> RunConfig:
+    """The resolved RunConfig of preset `name` (ConfigError if unknown)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; run `h3-jax presets` to list them")
+    return resolve(PRESETS[name].build(name))

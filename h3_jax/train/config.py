@@ -1,0 +1,201 @@
+"""Run configuration: frozen dataclasses, dotted `section.field=value` overrides, JSON round trip.
+
+A run is described by four sections: `task` (a task dataclass from `h3_jax.tasks`), `model`
+(`h3_jax.models.LMConfig`), `optim` (`OptimConfig`) and `train` (`TrainConfig`). Overrides are
+parsed against each field's annotated type, so `--optim.lr=abc` fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, Literal
+
+SECTIONS = ("task", "model", "optim", "train")
+
+
+class ConfigError(ValueError):
+    """A bad configuration: unknown preset or key, wrong type, impossible combination."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with two parameter groups (SSM dynamics vs the rest) and a learning-rate schedule."""
+
+    lr: float = 5e-4  # peak learning rate of the main group
+    lr_ssm: float | None = None  # peak rate of the SSM dynamics (A, B, dt); None = min(1e-3, lr)
+    weight_decay: float = 0.1  # decoupled, main group only (the SSM group never decays)
+    b1: float = 0.9  # Adam first-moment decay
+    b2: float = 0.999  # Adam second-moment decay
+    eps: float = 1e-8  # Adam epsilon
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # shape after the warmup
+    warmup_steps: int = 0  # linear warmup length in steps
+    warmup_init_lr: float = 0.0  # learning rate at step 0 of the warmup
+    lr_min: float = 0.0  # cosine floor (timm's lr_min), main group; the SSM group scales it
+    clip_norm: float | None = None  # global-norm gradient clipping; None = off
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Length, data, logging, evaluation and checkpoint cadence of a run."""
+
+    steps: int = 31_400  # optimizer steps in the whole run
+    batch_size: int = 32  # global batch, split over the devices (must divide by their count)
+    data: Literal["fixed", "stream"] = "fixed"  # fixed train set in epochs, or fresh examples
+    data_seed: int = 0  # seed of the task's datasets / stream
+    seed: int = 0  # seed of parameter init and dropout
+    mode: Literal["fft", "scan"] = "fft"  # how SSM mixers compute a whole sequence
+    steps_per_call: int = 1  # optimizer steps fused into one compiled call (lax.scan)
+    log_every: int = 100  # steps between metric lines (averaged over the window)
+    eval_every: int = 1_000  # steps between test-set evaluations (0 = only at the end)
+    eval_batch_size: int = 500  # examples per evaluation call (rounded up to the devices)
+    checkpoint_every: int = 1_000  # steps between periodic checkpoints
+    keep_checkpoints: int = 3  # latest checkpoints kept (the best one is kept besides)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a dataclass, field name -> type."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "tuple of " + type_name(typing.get_args(tp)[0])
+    return getattr(tp, "__name__", str(tp))
+
+
+def parse_value(text: str, tp: Any) -> Any:
+    """Parse a command-line string as a value of type `tp`; ValueError if it is not one."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and text.lower() in ("none", "null"):
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return parse_value(text, arg)
+                except ValueError:
+                    pass
+        raise ValueError(f"expected {type_name(tp)}, got {text!r}")
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if str(choice) == text:
+                return choice
+        raise ValueError(f"expected one of {type_name(tp)}, got {text!r}")
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        body = text.strip().strip("()[]")
+        return tuple(parse_value(p.strip(), item) for p in body.split(",") if p.strip())
+    if tp is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            # Accept 1e3 or 3140.0 only when they are whole numbers.
+            number = float(text)
+            if number != int(number):
+                raise
+            return int(number)
+    if tp is float:
+        return float(text)
+    if tp is str:
+        return text
+    raise ValueError(f"fields of type {type_name(tp)} cannot be set from the command line")
+
+
+def parse_override(item: str) -> tuple[str, str, str]:
+    """'model.d_model=64' -> ('model', 'd_model', '64')."""
+    key, sep, value = item.partition("=")
+    section, dot, name = key.partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"override {item!r} is not of the form section.field=value")
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown section {section!r} in {item!r}; sections: {', '.join(SECTIONS)}")
+    return section, name, value
+
+
+def replace_fields(obj: Any, section: str, updates: dict[str, str]) -> Any:
+    """dataclasses.replace with string values parsed against the field types."""
+    types_ = field_types(type(obj))
+    parsed = {}
+    for name, text in updates.items():
+        if name not in types_:
+            known = ", ".join(types_)
+            raise ConfigError(f"unknown key {section}.{name}; {section} keys: {known}")
+        try:
+            parsed[name] = parse_value(text, types_[name])
+        except ValueError as err:
+            raise ConfigError(f"bad value for {section}.{name}: {err}") from None
+    try:
+        return dataclasses.replace(obj, **parsed)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid {section} settings: {err}") from None
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def from_jsonable(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a flat dataclass from `to_jsonable` output (lists back to tuples)."""
+    types_ = field_types(cls)
+    kwargs = {}
+    for name, value in data.items():
+        if name in types_:
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=False)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """One-line documentation per field, from the class source: a string literal right after the
+    field, a trailing `# comment`, or a `name: text` line of the class docstring."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for line in (cls.__doc__ or "").splitlines():
+        name, sep, text = line.strip().partition(":")
+        if sep and name.isidentifier() and text.strip():
+            docs[name] = text.strip()
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return docs
+    lines = source.splitlines()
+    body = ast.parse(source).body[0].body
+    for node, following in zip(body, body[1:] + [None]):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        name = node.target.id
+        comment = lines[node.lineno - 1].partition("  # ")[2].strip()
+        if comment:
+            docs[name] = comment
+        if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            if isinstance(following.value.value, str):
+                docs[name] = " ".join(following.value.value.split())
+    return docs

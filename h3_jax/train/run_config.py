@@ -1,0 +1,138 @@
+"""`RunConfig`: task + model + optimizer + training settings of one run, checked for consistency."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from h3_jax import models, tasks
+from h3_jax.train.config import (
+    ConfigError,
+    OptimConfig,
+    TrainConfig,
+    from_jsonable,
+    parse_override,
+    replace_fields,
+    to_jsonable,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    preset: str  # name of the preset the run started from
+    task_name: str  # one of h3_jax.tasks.TASKS
+    task: Any  # the task dataclass (its fields are the task's parameters)
+    model: models.LMConfig
+    optim: OptimConfig
+    train: TrainConfig
+
+
+def make_task(name: str, **fields: Any) -> Any:
+    if name not in tasks.TASKS:
+        raise ConfigError(f"unknown task {name!r}; tasks: {', '.join(tasks.TASKS)}")
+    try:
+        return tasks.get_task(name, **fields)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid task settings for {name}: {err}") from None
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `section.field=value` strings, then re-derive and check the dependent fields."""
+    by_section: dict[str, dict[str, str]] = {}
+    for item in overrides:
+        section, name, value = parse_override(item)
+        by_section.setdefault(section, {})[name] = value
+    model_updates = by_section.get("model", {})
+    changed = dict(
+        task=replace_fields(config.task, "task", by_section.get("task", {})),
+        model=replace_fields(config.model, "model", model_updates),
+        optim=replace_fields(config.optim, "optim", by_section.get("optim", {})),
+        train=replace_fields(config.train, "train", by_section.get("train", {})),
+    )
+    config = dataclasses.replace(config, **changed)
+    return resolve(config, explicit_model_keys=set(model_updates))
+
+
+def resolve(config: RunConfig, explicit_model_keys: set[str] = frozenset()) -> RunConfig:
+    """Make the model follow the task (vocab, position table) and check every combination."""
+    task, model = config.task, config.model
+    if "vocab_size" in explicit_model_keys and model.vocab_size != task.vocab_size:
+        raise ConfigError(
+            f"model.vocab_size={model.vocab_size} differs from the task's vocab_size="
+            f"{task.vocab_size}; set task.vocab_size instead"
+        )
+    updates: dict[str, Any] = {"vocab_size": task.vocab_size}
+    # A learned position table (attention presets) grows with the task's sequence length.
+    positions = model.max_position_embeddings
+    if positions and positions < task.seq_len:
+        if "max_position_embeddings" in explicit_model_keys:
+            raise ConfigError(
+                f"model.max_position_embeddings={positions} is shorter than the task's "
+                f"sequence length {task.seq_len}"
+            )
+        updates["max_position_embeddings"] = task.seq_len
+    try:
+        model = dataclasses.replace(model, **updates)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid model settings: {err}") from None
+    config = dataclasses.replace(config, model=model)
+    check(config)
+    return config
+
+
+def check(config: RunConfig) -> None:
+    """Raise ConfigError for settings that cannot work together."""
+    t, o = config.train, config.optim
+    positive = ("steps", "batch_size", "steps_per_call", "log_every", "eval_batch_size",
+                "checkpoint_every", "keep_checkpoints")
+    for name in positive:
+        if getattr(t, name) <= 0:
+            raise ConfigError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if t.eval_every < 0:
+        raise ConfigError(f"train.eval_every must be >= 0, got {t.eval_every}")
+    k = t.steps_per_call
+    for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        if getattr(t, name) % k:
+            raise ConfigError(
+                f"train.{name}={getattr(t, name)} is not a multiple of train.steps_per_call={k}"
+            )
+    if o.lr <= 0 or (o.lr_ssm is not None and o.lr_ssm <= 0):
+        raise ConfigError("optim.lr and optim.lr_ssm must be positive")
+    if not 0 <= o.warmup_steps <= t.steps:
+        raise ConfigError(
+            f"optim.warmup_steps={o.warmup_steps} must lie in [0, train.steps={t.steps}]"
+        )
+    if o.lr_min > o.lr:
+        raise ConfigError(f"optim.lr_min={o.lr_min} exceeds optim.lr={o.lr}")
+    if o.clip_norm is not None and o.clip_norm <= 0:
+        raise ConfigError(f"optim.clip_norm must be positive or none, got {o.clip_norm}")
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    return {
+        "preset": config.preset,
+        "task_name": config.task_name,
+        "task": to_jsonable(config.task),
+        "model": to_jsonable(config.model),
+        "optim": to_jsonable(config.optim),
+        "train": to_jsonable(config.train),
+    }
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    task = make_task(data["task_name"])
+    task = from_jsonable(type(task), data["task"])
+    return RunConfig(
+        preset=data["preset"],
+        task_name=data["task_name"],
+        task=task,
+        model=from_jsonable(models.LMConfig, data["model"]),
+        optim=from_jsonable(OptimConfig, data["optim"]),
+        train=from_jsonable(TrainConfig, data["train"]),
+    )
+
+
+def load_config(path: str) -> RunConfig:
+    with open(path) as f:
+        return config_from_dict(json.load(f))

@@ -1,0 +1,112 @@
+"""The train state (a plain dict pytree) and the pure train / eval steps.
+
+State: {"params": dict, "opt_state": optax state, "step": int32 scalar, "rng": uint32 key data}.
+The RNG is stored as raw key data so the whole state is plain arrays for jit, donation and
+orbax; each step's dropout key is `fold_in(key, step)`, so it depends on nothing but the step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from h3_jax import models, tasks
+
+State = dict[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+def init_state(
+    model: models.LM, tx: optax.GradientTransformation, seed: int, seq_len: int
+) -> State:
+    """Fresh parameters, optimizer state, step 0 and the dropout key, all from `seed`."""
+    init_key, dropout_key = jax.random.split(jax.random.key(seed))
+    tokens = jnp.zeros((1, seq_len), jnp.int32)
+    params = model.init(init_key, tokens)["params"]
+    return {
+        "params": params,
+        "opt_state": tx.init(params),
+        "step": jnp.zeros((), jnp.int32),
+        "rng": jax.random.key_data(dropout_key),
+    }
+
+
+def masked_loss_and_accuracy(
+    logits: jax.Array, targets: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Sums over the masked positions: (cross-entropy, correct argmax, count, per-token CE).
+
+    logits (B, L, V) float, targets (B, L) int, mask (B, L) bool.
+    """
+    logits = logits.astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    weight = mask.astype(jnp.float32)
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    return jnp.sum(ce * weight), jnp.sum(correct * weight), jnp.sum(weight), ce
+
+
+def make_train_step(
+    model: models.LM,
+    tx: optax.GradientTransformation,
+    lr_schedule: Callable[[Any], Any],
+    mode: str,
+) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
+    """A jitted function running k optimizer steps on a stack of k batches, state donated.
+
+    The batch leaves are (k, B, L); the metrics come back as (k,) arrays, one entry per step.
+    Fusing k steps into one `lax.scan` pays the per-call dispatch cost once per k steps.
+    """
+
+    def one_step(state: State, batch: tasks.Batch) -> tuple[State, Metrics]:
+        step = state["step"]
+        dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
+
+        def loss_fn(params):
+            logits = model.apply(
+                {"params": params}, batch.inputs, mode=mode, train=True,
+                rngs={"dropout": dropout_key},
+            )
+            loss_sum, correct, count, _ = masked_loss_and_accuracy(
+                logits, batch.targets, batch.mask
+            )
+            count = jnp.maximum(count, 1.0)
+            return loss_sum / count, correct / count
+
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new_state = {
+            "params": optax.apply_updates(state["params"], updates),
+            "opt_state": opt_state,
+            "step": step + 1,
+            "rng": state["rng"],
+        }
+        metrics = {
+            "loss": loss,
+            "accuracy": accuracy,
+            "grad_norm": optax.tree.norm(grads),
+            "lr": lr_schedule(step),
+        }
+        return new_state, metrics
+
+    def train_steps(state: State, batches: tasks.Batch) -> tuple[State, Metrics]:
+        return jax.lax.scan(one_step, state, batches)
+
+    return jax.jit(train_steps, donate_argnums=0)
+
+
+def make_eval_step(
+    model: models.LM, mode: str
+) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
+    """A jitted function: (params, batch) -> sums of loss, correct and count over the mask."""
+
+    def eval_step(params: Any, batch: tasks.Batch) -> dict[str, jax.Array]:
+        logits = model.apply({"params": params}, batch.inputs, mode=mode)
+        loss_sum, correct, count, _ = masked_loss_and_accuracy(
+            logits, batch.targets, batch.mask
+        )
+        return {"loss_sum": loss_sum, "correct": correct, "count": count}
+
+    return jax.jit(eval_step)

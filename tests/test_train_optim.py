@@ -1,0 +1,110 @@
+"""Schedules (timm cosine, HF linear, constant) and the two AdamW parameter groups."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from h3_jax import models
+from h3_jax.train.config import OptimConfig
+from h3_jax.train.optim import make_optimizer, make_schedule
+
+
+def lrs(schedule, steps):
+    return np.array([float(schedule(s)) for s in steps])
+
+
+def test_cosine_matches_timm_formula():
+    # timm CosineLRScheduler(t_initial=100, lr_min=0.1, warmup_t=10, warmup_lr_init=0.01), base 1.
+    sched = make_schedule("cosine", peak=1.0, steps=100, warmup_steps=10, warmup_init=0.01,
+                          floor=0.1)
+    expected = [0.01 + t * (1.0 - 0.01) / 10 for t in range(10)]
+    expected += [0.1 + 0.45 * (1 + math.cos(math.pi * t / 100)) for t in range(10, 100)]
+    expected += [0.1, 0.1]  # after t_initial timm holds lr_min
+    np.testing.assert_allclose(lrs(sched, range(102)), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_linear_matches_hf_linear_schedule_with_warmup():
+    sched = make_schedule("linear", peak=2.0, steps=50, warmup_steps=5, warmup_init=0.0, floor=0.0)
+    expected = [2.0 * (s / 5 if s < 5 else max(0.0, (50 - s) / 45)) for s in range(55)]
+    np.testing.assert_allclose(lrs(sched, range(55)), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_constant_with_and_without_warmup():
+    np.testing.assert_allclose(
+        lrs(make_schedule("constant", peak=3.0, steps=10, warmup_steps=0, warmup_init=0.0,
+                          floor=0.0), range(12)), 3.0)
+    warm = make_schedule("constant", peak=3.0, steps=10, warmup_steps=3, warmup_init=0.0, floor=0.0)
+    np.testing.assert_allclose(lrs(warm, range(5)), [0.0, 1.0, 2.0, 3.0, 3.0], rtol=1e-6)
+
+
+def test_unknown_schedule_is_rejected():
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_schedule("step", peak=1.0, steps=10, warmup_steps=0, warmup_init=0.0, floor=0.0)
+
+
+@pytest.fixture(scope="module")
+def h3_params():
+    config = models.LMConfig(vocab_size=10, d_model=8, n_layer=1, d_state=4, d_inner=16)
+    init = jax.jit(models.LM(config).init)
+    return init(jax.random.key(0), jnp.zeros((1, 6), jnp.int32))["params"]
+
+
+def first_update(tx, grads, params):
+    """One optimizer update from a fresh state, compiled (eager dispatch is slow here)."""
+    return jax.jit(lambda g, p: tx.update(g, tx.init(p), p)[0])(grads, params)
+
+
+def test_groups_ssm_dynamics_get_no_weight_decay_and_their_own_rate(h3_params):
+    """With zero gradients AdamW moves only by decay: "rest" shrinks by lr * wd, "ssm" stays."""
+    optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.5, schedule="constant")
+    tx, _ = make_optimizer(optim, steps=10)
+    zeros = jax.tree.map(jnp.zeros_like, h3_params)
+    updates = first_update(tx, zeros, h3_params)
+    labels = models.param_labels(h3_params)
+    assert "ssm" in jax.tree.leaves(labels) and "rest" in jax.tree.leaves(labels)
+
+    def check(label, param, update):
+        expected = np.zeros_like(param) if label == "ssm" else -0.1 * 0.5 * np.asarray(param)
+        np.testing.assert_allclose(update, expected, rtol=1e-6, atol=1e-8)
+
+    jax.tree.map(check, labels, h3_params, updates)
+
+
+def test_groups_learning_rates(h3_params):
+    """One Adam step from fresh moments moves each parameter by about its group's rate."""
+    optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.0, schedule="constant")
+    tx, schedule = make_optimizer(optim, steps=10)
+    ones = jax.tree.map(jnp.ones_like, h3_params)
+    updates = first_update(tx, ones, h3_params)
+    expected = jax.tree.map(lambda l: 0.01 if l == "ssm" else 0.1, models.param_labels(h3_params))
+    jax.tree.map(lambda u, e: np.testing.assert_allclose(u, -e, rtol=1e-5), updates, expected)
+    assert float(schedule(0)) == pytest.approx(0.1)
+
+
+def test_default_ssm_rate_is_min_of_1e3_and_lr(h3_params):
+    tx, _ = make_optimizer(OptimConfig(lr=5e-3, weight_decay=0.0, schedule="constant"), 10)
+    ones = jax.tree.map(jnp.ones_like, h3_params)
+    updates = first_update(tx, ones, h3_params)
+    for label, update in zip(jax.tree.leaves(models.param_labels(h3_params)),
+                             jax.tree.leaves(updates)):
+        np.testing.assert_allclose(update, -(1e-3 if label == "ssm" else 5e-3), rtol=1e-5)
+
+
+def test_clipping_acts_on_the_global_norm_before_adam(h3_params):
+    # eps = 1 makes Adam's first step g / (|g| + 1), so it depends on the gradient's scale.
+    common = dict(lr=1.0, lr_ssm=1.0, weight_decay=0.0, schedule="constant", eps=1.0)
+    with_clip, _ = make_optimizer(OptimConfig(clip_norm=0.5, **common), 10)
+    without, _ = make_optimizer(OptimConfig(**common), 10)
+    big = jax.tree.map(lambda p: jnp.full_like(p, 3.0), h3_params)
+    clip = optax.clip_by_global_norm(0.5)
+    clipped, _ = clip.update(big, clip.init(big))
+    assert float(optax.tree.norm(clipped)) == pytest.approx(0.5, rel=1e-5)
+    got = first_update(with_clip, big, h3_params)
+    want = first_update(without, clipped, h3_params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)
