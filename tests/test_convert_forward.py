@@ -90,4 +90,5 @@ def test_rotary_hybrid_equals_the_official_forward_and_its_steps():
     for t in range(8, tokens.shape[1]):
         step_logits, state = generate.step(config, params, state, jnp.asarray(tokens[:, t]))
         rows.append(np.asarray(step_logits)[:, None])
-    np.testing.assert_allclose(np.concatenate(rows, 1), full, rtol=0, atol=2e-5 * np.abs(full).max())
+    recurrent = np.concatenate(rows, 1)
+    np.testing.assert_allclose(recurrent, full, rtol=0, atol=2e-5 * np.abs(full).max())

@@ -1,4 +1,4 @@
-"""from_official / to_official: exact round trips, the layout vs the model, kernels, clear errors."""
+"""from_official / to_official: exact round trips, layout vs the model, kernels, clear errors."""
 
 import dataclasses
 

@@ -20,7 +20,9 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SUFFIXES = (".safetensors", ".npz") + TORCH_SUFFIXES
 
 
-def read_state_dict(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict[str, np.ndarray]:
+def read_state_dict(
+    path: str | os.PathLike, *, trust_pickle: bool = False
+) -> dict[str, np.ndarray]:
     """{key: NumPy array} from a state dict file, by its suffix (see the module docstring)."""
     path = os.fspath(path)
     if not os.path.isfile(path):

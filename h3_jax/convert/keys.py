@@ -3,33 +3,34 @@
 Every official key maps to exactly one of our parameters by one of three exact layouts (no
 arithmetic on values, so the conversion is lossless in both directions):
 
-| official key (prefix `backbone.layers.{i}.`)     | official shape  | our path (`layers_{i}/`)          | layout  |
-|--------------------------------------------------|-----------------|-----------------------------------|---------|
-| `backbone.embeddings.word_embeddings.weight`     | (V, D)          | `embedding`                       | same    |
-| `lm_head.weight`                                 | (V, D)          | (tied: `embedding`)               | tied    |
-| `norm{1,2}.weight`, `backbone.ln_f.weight`       | (D,)            | `norm{1,2}/scale`, `ln_f/scale`   | same    |
-| `norm{1,2}.bias`, `backbone.ln_f.bias`           | (D,)            | `norm{1,2}/bias`, `ln_f/bias`     | same    |
-| `mlp.fc1.weight` / `.bias`                       | (F, D) / (F,)   | `mlp/fc1/kernel` (D, F) / `bias`  | linear  |
-| `mlp.fc2.weight` / `.bias`                       | (D, F) / (D,)   | `mlp/fc2/kernel` (F, D) / `bias`  | linear  |
-| `mixer.{q,k,v}_proj.weight` / `.bias`            | (D, D) / (D,)   | `mixer/{q,k,v}_proj/kernel`       | linear  |
-| `mixer.output_linear.weight` / `.bias`           | (D, D) / (D,)   | `mixer/output_linear/kernel`      | linear  |
-| `mixer.ssm_k_kernel.kernel.B`                    | (D, N)          | `mixer/shift_ssm/B`               | same    |
-| `mixer.ssm_k_kernel.kernel.C`                    | (1, D, N)       | `mixer/shift_ssm/C` (D, N)        | lead1   |
-| `mixer.ssm_k_D`                                  | (D,)            | `mixer/shift_ssm/D`               | same    |
-| `mixer.kernel.kernel.log_dt`                     | (H,)            | `mixer/diag_ssm/log_dt`           | same    |
-| `mixer.kernel.kernel.inv_A_real`                 | (H, N/2)        | `mixer/diag_ssm/inv_A_real`       | same    |
-| `mixer.kernel.kernel.A_imag`                     | (H, N/2)        | `mixer/diag_ssm/A_imag`           | same    |
-| `mixer.kernel.kernel.B`                          | (H, N/2, 2)     | `mixer/diag_ssm/B`                | same    |
-| `mixer.kernel.kernel.C`                          | (1, H, N/2, 2)  | `mixer/diag_ssm/C` (H, N/2, 2)    | lead1   |
-| `mixer.D`                                        | (H,)            | `mixer/diag_ssm/D`                | same    |
-| `mixer.Wqkv.weight` / `.bias` (attention)        | (3D, D) / (3D,) | `mixer/Wqkv/kernel` (D, 3D)       | linear  |
-| `mixer.out_proj.weight` / `.bias` (attention)    | (D, D) / (D,)   | `mixer/out_proj/kernel`           | linear  |
-| `mixer.rotary_emb.inv_freq` (rotary, optional)   | (R/2,)          | (derived: `rotary_emb_dim` = R)   | derived |
+| official key (`L.` = `backbone.layers.{i}.`) | official shape | ours (`l/` = `layers_{i}/`)       | layout  |
+|----------------------------------------------|----------------|-----------------------------------|---------|
+| `backbone.embeddings.word_embeddings.weight` | (V, D)         | `embedding`                       | same    |
+| `lm_head.weight`                             | (V, D)         | tied to `embedding`               | tied    |
+| `L.norm{1,2}.weight`, `backbone.ln_f.weight` | (D,)           | `l/norm{1,2}/scale`, `ln_f/scale` | same    |
+| `L.norm{1,2}.bias`, `backbone.ln_f.bias`     | (D,)           | `l/norm{1,2}/bias`, `ln_f/bias`   | same    |
+| `L.mlp.fc1.weight`, `.bias`                  | (F, D), (F,)   | `l/mlp/fc1/kernel` (D, F), `bias` | linear  |
+| `L.mlp.fc2.weight`, `.bias`                  | (D, F), (D,)   | `l/mlp/fc2/kernel` (F, D), `bias` | linear  |
+| `L.mixer.{q,k,v}_proj.weight`, `.bias`       | (D, D), (D,)   | `l/mixer/{q,k,v}_proj/kernel`     | linear  |
+| `L.mixer.output_linear.weight`, `.bias`      | (D, D), (D,)   | `l/mixer/output_linear/kernel`    | linear  |
+| `L.mixer.ssm_k_kernel.kernel.B`              | (D, N)         | `l/mixer/shift_ssm/B`             | same    |
+| `L.mixer.ssm_k_kernel.kernel.C`              | (1, D, N)      | `l/mixer/shift_ssm/C` (D, N)      | lead1   |
+| `L.mixer.ssm_k_D`                            | (D,)           | `l/mixer/shift_ssm/D`             | same    |
+| `L.mixer.kernel.kernel.log_dt`               | (H,)           | `l/mixer/diag_ssm/log_dt`         | same    |
+| `L.mixer.kernel.kernel.inv_A_real`           | (H, N/2)       | `l/mixer/diag_ssm/inv_A_real`     | same    |
+| `L.mixer.kernel.kernel.A_imag`               | (H, N/2)       | `l/mixer/diag_ssm/A_imag`         | same    |
+| `L.mixer.kernel.kernel.B`                    | (H, N/2, 2)    | `l/mixer/diag_ssm/B`              | same    |
+| `L.mixer.kernel.kernel.C`                    | (1, H, N/2, 2) | `l/mixer/diag_ssm/C` (H, N/2, 2)  | lead1   |
+| `L.mixer.D`                                  | (H,)           | `l/mixer/diag_ssm/D`              | same    |
+| `L.mixer.Wqkv.weight`, `.bias` (attention)   | (3D, D), (3D,) | `l/mixer/Wqkv/kernel` (D, 3D)     | linear  |
+| `L.mixer.out_proj.weight`, `.bias`           | (D, D), (D,)   | `l/mixer/out_proj/kernel`         | linear  |
+| `L.mixer.rotary_emb.inv_freq` (optional)     | (R/2,)         | gives `rotary_emb_dim` = R        | derived |
 
 Layouts and conventions:
-- same: identical array. Both sides store the diagonal SSM's A as `A = -exp(inv_A_real) + i A_imag`
-  (the positive real part is never stored), dt as `log_dt`, and complex B and C as real arrays
-  whose last axis holds (real, imaginary) parts; our model reads them exactly as the official one.
+- same: identical array. Both sides store the diagonal SSM's A as `A = -exp(inv_A_real) +
+  i A_imag` (the real part through its log, so it stays negative), dt as `log_dt`, and complex B
+  and C as real arrays whose last axis holds (real, imaginary) parts; our model reads them
+  exactly as the official one does.
 - linear: PyTorch `Linear.weight` is (out, in) and computes `x @ W.T + b`; a Flax `Dense.kernel`
   is (in, out) and computes `x @ K + b`, so K = W.T. Biases are identical. The fused `Wqkv`
   output axis splits as (3, heads, D / heads) on both sides, so its transpose needs no reordering.

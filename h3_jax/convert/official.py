@@ -42,9 +42,9 @@ def from_official(
     h3_jax.convert.PRESETS), else from the released model whose sizes match. Other LMConfig
     fields (dropouts, compute_dtype, ...) may be set through `config_overrides`.
 
-    Params are float32 jax arrays (on the default device) in our layout, ready for `LM(config).apply` and
-    h3_jax.generate. Raises ValueError naming the missing, unexpected and wrong-shape keys unless
-    every key is consumed and every parameter filled.
+    Params are float32 jax arrays (on the default device) in our layout, ready for
+    `LM(config).apply` and h3_jax.generate. Raises ValueError naming the missing, unexpected and
+    wrong-shape keys unless every key is consumed and every parameter filled.
     """
     arrays = {str(k): v for k, v in state_dict.items()}
     structure = infer_structure(arrays)
@@ -112,8 +112,6 @@ def _config(
     clash = sorted(set(overrides) & set(STRUCTURAL_FIELDS))
     if clash:
         raise ValueError(f"{clash} are read from the state dict's keys and cannot be overridden")
-    if "n_heads" in overrides:
-        n_heads = overrides.pop("n_heads") if n_heads is None else n_heads
     if n_heads is None:
         if released is not None:
             n_heads = released.n_heads
