@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from h3_jax import convert
+from h3_jax import convert, generate
 from h3_jax.convert.cli import add_convert_subcommand, main
 from official_state_dict import official_state_dict
 
@@ -33,6 +33,10 @@ def test_convert_then_load_gives_the_same_model(tmp_path, capsys):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     saved = json.loads((outdir / "config.json").read_text())
     assert saved["format"] == "h3-jax-lm" and saved["config"]["attn_layer_idx"] == [2]
+    # Ready for generation as loaded.
+    prompt = jax.numpy.zeros((1, 3), jax.numpy.int32)
+    tokens = generate.generate(config, params, prompt, max_new_tokens=2, key=jax.random.key(0))
+    assert tokens.shape == (1, 2)
 
 
 def test_failures_exit_2_with_the_reason(tmp_path, capsys):
@@ -57,5 +61,7 @@ def test_subcommand_hooks_into_a_main_parser(tmp_path):
     _, path = write_official(tmp_path, n_layer=2)
     args = parser.parse_args(["convert", str(path), str(tmp_path / "out")])
     assert args.command == "convert" and args.run(args) == 0
+    bad = parser.parse_args(["convert", str(tmp_path / "absent.npz"), str(tmp_path / "x")])
+    assert bad.run(bad) == 2
     config, _ = convert.load(tmp_path / "out")
     assert config.n_layer == 2 and config.attn_layer_idx == ()

@@ -132,6 +132,16 @@ def test_untied_head_is_refused():
         convert.from_official(sd)
 
 
+def test_half_precision_inputs_are_upcast_exactly():
+    sd = official_state_dict(0, **CASES["pure"])
+    half = {k: v.astype(np.float16) for k, v in sd.items()}
+    config, params = convert.from_official(half)
+    back = convert.to_official(config, params)
+    for key in sd:
+        assert back[key].dtype == np.float32
+        np.testing.assert_array_equal(back[key], half[key].astype(np.float32), err_msg=key)
+
+
 def test_head_may_be_absent():
     sd = official_state_dict(0, **CASES["pure"])
     del sd["lm_head.weight"]

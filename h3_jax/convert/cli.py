@@ -34,13 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_convert_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Register `convert` on the main command's subparsers; dispatch with `run_convert(args)`."""
+    """Register `convert` on the main command's subparsers. Dispatch with `args.run(args)`,
+    which returns the exit status (errors are printed, not raised)."""
     parser = subparsers.add_parser(
         "convert", help="convert an official H3 (PyTorch) checkpoint",
         description=__doc__.split("\n\n")[0],
     )
     add_arguments(parser)
-    parser.set_defaults(run=run_convert)
+    parser.set_defaults(run=convert_command)
     return parser
 
 
@@ -68,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exit_:  # argparse has printed the usage error
         return int(exit_.code or 0)
+    return convert_command(args)
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    """run_convert, with a bad input file reported on stderr as exit status 2."""
     try:
         return run_convert(args)
     except (ValueError, OSError, ImportError) as err:
