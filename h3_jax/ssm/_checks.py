@@ -42,6 +42,20 @@ class Signature:
                 )
         return x
 
+    def diag_ssm(self, dA, dB, C=None) -> None:
+        """The discretized diagonal SSM: dA, dB (and C) complex (H, N)."""
+        self.array("dA", dA, "H N", kind="complex")
+        self.array("dB", dB, "H N", kind="complex")
+        if C is not None:
+            self.array("C", C, "H N", kind="complex")
+
+    def conv(self, u, K, D=None) -> None:
+        """A causal convolution's u (..., L, H), K (H, Lk) and optional D (H,)."""
+        self.array("u", u, "... L H", kind="real")
+        self.array("K", K, "H Lk", kind="real")
+        if D is not None:
+            self.array("D", D, "H", kind="real")
+
     def batch_shape(self, name: str, x, spec: str) -> tuple[int, ...]:
         """The leading batch axes of `x` under a "... X Y" spec."""
         return tuple(x.shape[: x.ndim - (len(spec.split()) - 1)])

@@ -37,11 +37,7 @@ def causal_conv(
     convolution. K may have any length: shorter kernels are zero-padded, longer ones truncated.
     Half-precision input is computed in float32 (XLA's FFT has no f16/bf16) and cast back.
     """
-    sig = Signature("causal_conv")
-    sig.array("u", u, "... L H", kind="real")
-    sig.array("K", K, "H Lk", kind="real")
-    if D is not None:
-        sig.array("D", D, "H", kind="real")
+    Signature("causal_conv").conv(u, K, D)
     length = u.shape[-2]
     out_dtype = u.dtype
     compute = jnp.promote_types(jnp.promote_types(u.dtype, K.dtype), jnp.float32)
@@ -66,11 +62,7 @@ def short_causal_conv(
     For short filters (the shift SSM's N taps) or short sequences: XLA fuses the taps into one
     pass over u, several times faster than a length-2L FFT there. Cost grows as L * min(Lk, L).
     """
-    sig = Signature("short_causal_conv")
-    sig.array("u", u, "... L H", kind="real")
-    sig.array("K", K, "H Lk", kind="real")
-    if D is not None:
-        sig.array("D", D, "H", kind="real")
+    Signature("short_causal_conv").conv(u, K, D)
     length = u.shape[-2]
     taps = min(K.shape[-1], length)
     compute = jnp.promote_types(jnp.promote_types(u.dtype, K.dtype), jnp.float32)
@@ -91,11 +83,7 @@ def direct_causal_conv(
     D: Float[Array, " H"] | None = None,
 ) -> Float[Array, "... L H"]:
     """Reference for `causal_conv`: the O(L^2) sum over lags, in u's dtype, O(L H) memory."""
-    sig = Signature("direct_causal_conv")
-    sig.array("u", u, "... L H", kind="real")
-    sig.array("K", K, "H Lk", kind="real")
-    if D is not None:
-        sig.array("D", D, "H", kind="real")
+    Signature("direct_causal_conv").conv(u, K, D)
     length = u.shape[-2]
     K = fit_length(K, length).astype(u.dtype)
     pad = [(0, 0)] * u.ndim

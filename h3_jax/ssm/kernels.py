@@ -54,10 +54,7 @@ def diag_ssm_kernel(
     length: int,
 ) -> Float[Array, "H L"]:
     """Convolution kernel of the diagonal SSM: K[h, l] = 2 Re sum_n C dB dA^l, for l < length."""
-    sig = Signature("diag_ssm_kernel")
-    sig.array("dA", dA, "H N", kind="complex")
-    sig.array("dB", dB, "H N", kind="complex")
-    sig.array("C", C, "H N", kind="complex")
+    Signature("diag_ssm_kernel").diag_ssm(dA, dB, C)
     length = positive_int("diag_ssm_kernel", "length", length)
     return vandermonde(C * dB, dA, length)
 

@@ -19,9 +19,7 @@ from h3_jax.ssm.kernels import HIGHEST
 def _check(fn: str, dA, dB, C, u, x0, *, u_name="u", u_spec="... L H", x0_name="x0"):
     """Validate the arguments; return the initial state (zeros when x0 is None)."""
     sig = Signature(fn)
-    sig.array("dA", dA, "H N", kind="complex")
-    sig.array("dB", dB, "H N", kind="complex")
-    sig.array("C", C, "H N", kind="complex")
+    sig.diag_ssm(dA, dB, C)
     sig.array(u_name, u, u_spec, kind="real")
     if x0 is None:
         batch = sig.batch_shape(u_name, u, u_spec)

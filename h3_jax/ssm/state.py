@@ -44,8 +44,7 @@ def diag_ssm_final_state(
 ) -> Complex[Array, "... H N"]:
     """State after running u from x0: x_L = dA^L x0 + sum_{r<L} dA^r dB u_{L-1-r}."""
     sig = Signature("diag_ssm_final_state")
-    sig.array("dA", dA, "H N", kind="complex")
-    sig.array("dB", dB, "H N", kind="complex")
+    sig.diag_ssm(dA, dB)
     sig.array("u", u, "... L H", kind="real")
     if x0 is not None:
         sig.array("x0", x0, "... H N", kind="complex")
@@ -84,10 +83,10 @@ def diag_ssm_state_passing(
     while the FFT only ever spans 2 * chunk_size steps. The kernel is computed once.
     """
     sig = Signature("diag_ssm_state_passing")
-    sig.array("dA", dA, "H N", kind="complex")
-    sig.array("dB", dB, "H N", kind="complex")
-    sig.array("C", C, "H N", kind="complex")
+    sig.diag_ssm(dA, dB, C)
     sig.array("u", u, "... L H", kind="real")
+    if D is not None:
+        sig.array("D", D, "H", kind="real")
     chunk_size = positive_int("diag_ssm_state_passing", "chunk_size", chunk_size)
     if x0 is None:
         x0 = jnp.zeros((*u.shape[:-2], *dA.shape), jnp.result_type(dA, dB, u))
