@@ -103,7 +103,12 @@ def train(
         records = read_jsonl(log.path)
         last_train = next((r for r in reversed(records) if r["kind"] == "train"), None)
 
+    saved = {"step": start}
+
     def save(step: int, eval_result: dict | None) -> None:
+        if saved["step"] == step and eval_result is None:
+            return  # this step is already on disk (a signal right after a periodic save)
+        saved["step"] = step
         meta = {"step": step, "window": window.sums(), "last_eval": last_eval,
                 "eval_accuracy": None if eval_result is None else eval_result["accuracy"]}
         run.checkpoints.save(step, state, meta)
