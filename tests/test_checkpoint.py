@@ -11,24 +11,39 @@ from h3_jax import models
 from h3_jax.train.checkpoint import Checkpoints
 from h3_jax.train.config import OptimConfig
 from h3_jax.train.optim import make_optimizer
-from h3_jax.train.step import init_state
+
+
+def h3_like_params():
+    """Parameters named like an H3 layer's (both optimizer groups present), no model compile."""
+    rng = np.random.default_rng(0)
+    array = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)  # noqa: E731
+    return {
+        "layers_0": {
+            "mixer": {
+                "diag_ssm": {"log_dt": array(4), "inv_A_real": array(4, 2), "A_imag": array(4, 2),
+                             "B": array(4, 2, 2), "C": array(4, 2, 2), "D": array(4)},
+                "shift_ssm": {"B": array(4, 4), "C": array(4, 4), "D": array(4)},
+                "q_proj": {"kernel": array(4, 4), "bias": array(4)},
+            },
+        },
+        "embedding": array(10, 4),
+    }
 
 
 @pytest.fixture(scope="module")
 def trained_state():
     """A state after two AdamW updates with random gradients: every moment is non-trivial."""
-    config = models.LMConfig(vocab_size=10, d_model=8, n_layer=1, d_state=4, d_inner=16)
-    model = models.LM(config)
     tx, _ = make_optimizer(OptimConfig(lr=1e-2, clip_norm=1.0), steps=10)
+    params = h3_like_params()
+    assert set(jax.tree.leaves(models.param_labels(params))) == {"ssm", "rest"}
 
     @jax.jit
     def make():
-        state = init_state(model, tx, seed=3, seq_len=6)
+        state = {"params": params, "opt_state": tx.init(params),
+                 "step": jnp.zeros((), jnp.int32),
+                 "rng": jax.random.key_data(jax.random.key(3))}
         for i in range(2):
-            leaves, treedef = jax.tree.flatten(state["params"])
-            keys = jax.random.split(jax.random.key(i), len(leaves))
-            grads = treedef.unflatten(
-                [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+            grads = jax.tree.map(lambda x: jnp.sin(x * (i + 1)), state["params"])
             updates, opt = tx.update(grads, state["opt_state"], state["params"])
             state = state | {"params": jax.tree.map(jnp.add, state["params"], updates),
                              "opt_state": opt, "step": state["step"] + 1}

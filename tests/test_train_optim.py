@@ -50,9 +50,10 @@ def test_unknown_schedule_is_rejected():
 
 @pytest.fixture(scope="module")
 def h3_params():
-    config = models.LMConfig(vocab_size=10, d_model=8, n_layer=1, d_state=4, d_inner=16)
-    init = jax.jit(models.LM(config).init)
-    return init(jax.random.key(0), jnp.zeros((1, 6), jnp.int32))["params"]
+    """Parameters named like an H3 layer's, so `param_labels` yields both groups."""
+    from test_checkpoint import h3_like_params
+
+    return h3_like_params()
 
 
 def first_update(tx, grads, params):
