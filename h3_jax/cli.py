@@ -47,7 +47,17 @@ def options_help() -> str:
             lines.append(f"    --{section}.{name}  ({type_name(tp)}, default {value!r})")
             if docs.get(name):
                 lines.append(f"        {docs[name]}")
-    lines.append("  model.vocab_size follows the task; task fields depend on the preset's task.")
+    lines.append("  model.vocab_size follows the task. The task fields above are those of "
+                 f"{config.task_name}; the other tasks take:")
+    from h3_jax import tasks
+
+    for name in tasks.TASKS:
+        if name != config.task_name:
+            task = type(tasks.get_task(name))
+            docs = field_docs(task)
+            lines.append(f"    {name}:")
+            for field, tp in field_types(task).items():
+                lines.append(f"      --task.{field}  ({type_name(tp)}) {docs.get(field, '')}")
     return "\n".join(lines)
 
 

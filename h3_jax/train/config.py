@@ -69,6 +69,8 @@ def type_name(tp: Any) -> str:
         return " | ".join(type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return "tuple of " + type_name(typing.get_args(tp)[0])
+    if tp is type(None):
+        return "none"
     return getattr(tp, "__name__", str(tp))
 
 
