@@ -108,9 +108,10 @@ def test_out_of_range_tokens_raise_eagerly_and_poison_under_jit():
             model.apply({"params": params}, tokens)
         with pytest.raises(ValueError, match="token ids"):
             model.init(jax.random.key(0), tokens)
-        # Under jit the ids are traced: JAX's gather would clamp, the model returns NaN instead.
+        # Under jit the ids are traced: JAX's gather would clamp, the model returns NaN instead
+        # (from the bad position on, and possibly before: 0 * NaN in a convolution is NaN).
         logits = np.asarray(jitted_forward(config)(params, tokens))
-        assert np.isnan(logits[0, 2:]).all() and np.isfinite(logits[0, :2]).all()
+        assert np.isnan(logits[0, 2:]).all()
     with pytest.raises(TypeError, match="integer"):
         model.apply({"params": params}, jnp.zeros((1, 4)))
     with pytest.raises(ValueError, match="shape"):

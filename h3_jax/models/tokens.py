@@ -4,7 +4,8 @@ JAX's gather clamps out-of-range indices, which would silently train on the wron
 - concrete inputs (eager calls, `LM.init`, the entry points of h3_jax.generate) are checked on
   the host and raise ValueError;
 - under `jax.jit` the ids are tracers and cannot raise, so the lookup fills the embedding of an
-  out-of-range id with NaN: the logits, and any loss or metric built on them, become NaN.
+  out-of-range id with NaN: the logits of that sequence (from that position on, and possibly
+  before it, since a convolution multiplies it by zero) and any loss built on them become NaN.
 """
 
 from __future__ import annotations
