@@ -1,0 +1,243 @@
+"""Time one H3 layer against one attention layer, recurrent generation, and LM training.
+
+    python experiments/bench_layers.py            # the full run (B=8, D in {64, 256}, L 256..16384)
+    python experiments/bench_layers.py --quick    # a small smoke run
+
+1. Layers: forward and forward + backward (grad of a scalar w.r.t. params and input) of one H3
+   mixer (d_state 64, head_dim 1) and one causal attention layer (heads of size 64) of the same
+   width. Attention whose score matrix would exceed --max-gib is skipped and reported.
+2. Generation: time per new token of a 2-layer LM (H3 recurrent step vs attention KV cache) with
+   the context already at 1k, 4k, 16k tokens: n steps in one compiled lax.scan, batch 8.
+3. Training: AdamW steps of the 2-layer H3 LM (d_model 64, d_inner 256, vocab 30) at L = 1024,
+   batch 32, in tokens/s, and of the tiny synthetic-task model (d_model 32, L 30, batch 32) in
+   steps/s; compile time reported apart.
+
+Every time is the median of --repeats calls after one warm-up call (compilation).
+Writes bench_layers.json, bench_layers.md and bench_layers.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn, *args, repeats: int):
+    """(compile + first call seconds, median seconds of the next calls)."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def bench_layer(kind: str, D: int, L: int, B: int, repeats: int) -> dict:
+    config = LMConfig(vocab_size=2, d_model=D, n_heads=max(1, D // 64))
+    module = (H3 if kind == "h3" else CausalSelfAttention)(config)
+    x = jax.random.normal(jax.random.key(0), (B, L, D))
+    params = jax.jit(module.init)(jax.random.key(1), x[:, :8])["params"]
+
+    def forward(p, x):
+        return module.apply({"params": p}, x)[0]
+
+    def loss(p, x):
+        return jnp.mean(forward(p, x) ** 2)
+
+    row = {"layer": kind, "d_model": D, "L": L, "batch": B}
+    for name, fn in (("fwd", forward), ("fwd_bwd", jax.grad(loss, argnums=(0, 1)))):
+        compile_s, run_s = timed(jax.jit(fn), params, x, repeats=repeats)
+        row[f"{name}_ms"] = 1e3 * run_s
+        row[f"{name}_compile_s"] = compile_s
+    return row
+
+
+def bench_generation(kind: str, context: int, B: int, D: int, steps: int, repeats: int) -> dict:
+    """Per-token time of `steps` greedy steps from a state whose position is `context`."""
+    mixer = dict(mixer="attention", n_heads=max(1, D // 64)) if kind == "attention" else {}
+    config = LMConfig(vocab_size=30, d_model=D, n_layer=2, **mixer)
+    from h3_jax import generate as gen
+
+    params = jax.jit(LM(config).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+    state = gen.init_state(config, B, max_len=context + steps)
+    # The cost of a step does not depend on the cached values, only on their number.
+    state = jax.tree_util.tree_map(lambda a: a + 0.01 if a.ndim > 0 else a, state)
+    state["position"] = jnp.asarray(context, jnp.int32)
+    model = LM(config)
+
+    @jax.jit
+    def run(params, state, token):
+        def one(carry, _):
+            state, token = carry
+            logits, state = model.apply({"params": params}, token, mode="step", state=state)
+            return (state, jnp.argmax(logits, -1).astype(jnp.int32)), None
+
+        (state, token), _ = jax.lax.scan(one, (state, token), None, length=steps)
+        return token
+
+    compile_s, run_s = timed(run, params, state, jnp.zeros((B,), jnp.int32), repeats=repeats)
+    return {"model": kind, "context": context, "batch": B, "d_model": D,
+            "ms_per_token": 1e3 * run_s / steps, "compile_s": compile_s}
+
+
+def bench_training(name: str, config: LMConfig, L: int, B: int, repeats: int) -> dict:
+    tokens = jax.random.randint(jax.random.key(0), (B, L + 1), 0, config.vocab_size)
+    params = jax.jit(LM(config).init)(jax.random.key(1), tokens[:, :8])["params"]
+    tx = optax.adamw(5e-4, weight_decay=0.1)
+
+    def loss_fn(p, batch, key):
+        logits = LM(config).apply({"params": p}, batch[:, :-1], train=True, rngs={"dropout": key})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
+
+    @jax.jit
+    def train_step(state, batch):
+        p, opt, key = state
+        key, sub = jax.random.split(key)
+        grads = jax.grad(loss_fn)(p, batch, sub)
+        updates, opt = tx.update(grads, opt, p)
+        return optax.apply_updates(p, updates), opt, key
+
+    state = (params, tx.init(params), jax.random.key(2))
+    start = time.perf_counter()
+    state = jax.block_until_ready(train_step(state, tokens))
+    compile_s = time.perf_counter() - start
+    n_steps = max(3, repeats)
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        state = train_step(state, tokens)
+    jax.block_until_ready(state)
+    step_s = (time.perf_counter() - start) / n_steps
+    return {"model": name, "L": L, "batch": B, "d_model": config.d_model, "compile_s": compile_s,
+            "step_ms": 1e3 * step_s, "tokens_per_s": B * L / step_s, "steps_per_s": 1 / step_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-gib", type=float, default=3.0,
+                        help="skip attention whose (B, heads, L, L) scores exceed this")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    B = 2 if args.quick else 8
+    widths = (64,) if args.quick else (64, 256)
+    lengths = (256, 512) if args.quick else (256, 1024, 4096, 16384)
+    contexts = (64, 128) if args.quick else (1024, 4096, 16384)
+    repeats = 2 if args.quick else args.repeats
+
+    layers = []
+    for D in widths:
+        for L in lengths:
+            for kind in ("h3", "attention"):
+                heads = max(1, D // 64)
+                gib = 4 * B * heads * L * L / 2**30
+                if kind == "attention" and gib > args.max_gib:
+                    layers.append({"layer": kind, "d_model": D, "L": L, "batch": B,
+                                   "skipped": f"scores need {gib:.0f} GiB > --max-gib"})
+                else:
+                    layers.append(bench_layer(kind, D, L, B, repeats))
+                print(_fmt(layers[-1]), flush=True)
+
+    generation = []
+    for context in contexts:
+        for kind in ("h3", "attention"):
+            generation.append(bench_generation(kind, context, 8, 64 if args.quick else 256,
+                                               steps=8 if args.quick else 64, repeats=repeats))
+            print(_fmt(generation[-1]), flush=True)
+
+    training = []
+    lm = LMConfig(vocab_size=30, d_model=64, n_layer=2, d_inner=256)
+    tiny = LMConfig(vocab_size=20, d_model=32, n_layer=2, d_inner=128)
+    for name, config, L, batch in (("h3_lm_d64", lm, 128 if args.quick else 1024, 4 if args.quick else 32),
+                                   ("h3_tiny_d32", tiny, 30, 32)):
+        training.append(bench_training(name, config, L, batch, repeats=3 if args.quick else 20))
+        print(_fmt(training[-1]), flush=True)
+
+    result = {
+        "environment": {"jax": jax.__version__, "backend": jax.default_backend(),
+                        "cpu_count": os.cpu_count(), "machine": platform.machine(),
+                        "load_avg_1m": os.getloadavg()[0], "quick": args.quick},
+        "layers": layers, "generation": generation, "training": training,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "bench_layers_quick" if args.quick else "bench_layers"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    plot(result, args.out / f"{stem}.png")
+    print(markdown(result))
+
+
+def _fmt(row: dict) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = [f"# bench_layers ({env['backend']}, {env['cpu_count']} cores, jax {env['jax']}, "
+             f"1-min load average at the end {env['load_avg_1m']:.1f})", "",
+             "## One layer, batch %d (ms, median)" % result["layers"][0]["batch"], "",
+             "| d_model | L | H3 fwd | H3 fwd+bwd | attention fwd | attention fwd+bwd |",
+             "|---|---|---|---|---|---|"]
+    cells = {(r["layer"], r["d_model"], r["L"]): r for r in result["layers"]}
+    for D, L in sorted({(r["d_model"], r["L"]) for r in result["layers"]}):
+        h3, att = cells[("h3", D, L)], cells[("attention", D, L)]
+        a = ("skipped", "skipped") if "skipped" in att else (f"{att['fwd_ms']:.1f}", f"{att['fwd_bwd_ms']:.1f}")
+        lines.append(f"| {D} | {L} | {h3['fwd_ms']:.1f} | {h3['fwd_bwd_ms']:.1f} | {a[0]} | {a[1]} |")
+    lines += ["", "## Generation: ms per new token (2-layer LM, batch 8)", "",
+              "| context | H3 (recurrent step) | attention (KV cache) | attention / H3 |", "|---|---|---|---|"]
+    gen = {(r["model"], r["context"]): r["ms_per_token"] for r in result["generation"]}
+    for context in sorted({r["context"] for r in result["generation"]}):
+        h3, att = gen[("h3", context)], gen[("attention", context)]
+        lines.append(f"| {context} | {h3:.3f} | {att:.3f} | {att / h3:.1f}x |")
+    lines += ["", "## Training (AdamW, dropout on)", "",
+              "| model | L | batch | compile s | ms/step | tokens/s | steps/s |", "|---|---|---|---|---|---|---|"]
+    for r in result["training"]:
+        lines.append(f"| {r['model']} | {r['L']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_ms']:.1f} "
+                     f"| {r['tokens_per_s']:,.0f} | {r['steps_per_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_layer, ax_gen) = plt.subplots(1, 2, figsize=(11, 4))
+    for D in sorted({r["d_model"] for r in result["layers"]}):
+        for kind, style in (("h3", "-o"), ("attention", "--s")):
+            rows = [r for r in result["layers"] if r["layer"] == kind and r["d_model"] == D and "skipped" not in r]
+            ax_layer.plot([r["L"] for r in rows], [r["fwd_bwd_ms"] for r in rows], style, label=f"{kind} D={D}")
+    ax_layer.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="fwd+bwd ms",
+                 title="one layer, forward + backward")
+    ax_layer.legend()
+    for kind, style in (("h3", "-o"), ("attention", "--s")):
+        rows = [r for r in result["generation"] if r["model"] == kind]
+        ax_gen.plot([r["context"] for r in rows], [r["ms_per_token"] for r in rows], style, label=kind)
+    ax_gen.set(xscale="log", yscale="log", xlabel="context length", ylabel="ms per new token",
+               title="generation, 2-layer LM")
+    ax_gen.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
