@@ -27,7 +27,7 @@ def test_fft_and_direct_conv_equal_numpy(length, taps, maybe_jit):
     D = random_input(2, (3,))
     expected = numpy_causal_conv(u, K, D)
     convs = [ssm.causal_conv, ssm.direct_causal_conv]
-    if min(kernel_len, length) <= 64:  # it unrolls one multiply-add per tap
+    if min(kernel_len, length) <= 64:  # its cost grows with the number of taps
         convs.append(ssm.short_causal_conv)
     for conv in convs:
         y = maybe_jit(conv)(u, K, D)
@@ -130,3 +130,20 @@ def test_conv_errors_name_the_argument():
         ssm.causal_conv(u, jnp.ones((3, 8)), jnp.ones(2))
     with pytest.raises(TypeError, match="'u' must have a real floating dtype, got int32"):
         ssm.causal_conv(jnp.ones((2, 8, 3), jnp.int32), jnp.ones((3, 8)))
+
+
+@pytest.mark.parametrize("length, taps", [(10, 4), (100, 64), (40, 40)])
+def test_gradients_agree_across_convolutions(length, taps):
+    u = random_input(0, (2, length, 3))
+    K = random_input(1, (3, taps))
+    D = random_input(2, (3,))
+    weights = random_input(3, (2, length, 3))
+
+    def grads(conv):
+        loss = lambda u, K, D: jnp.sum(conv(u, K, D) * weights)  # noqa: E731
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(u, K, D)
+
+    expected = grads(ssm.direct_causal_conv)
+    for conv in (ssm.causal_conv, ssm.short_causal_conv):
+        for got, want in zip(grads(conv), expected):
+            assert_close(got, want, rtol=0, atol=2e-5 * np.abs(np.asarray(want)).max(), err_msg=conv.__name__)
