@@ -65,16 +65,18 @@ def paper_cell(mixer: str, task: str) -> Callable[[str], RunConfig]:
 
 
 def tiny_ar(name: str) -> RunConfig:
-    """A small H3 that solves the paper's AR task in well under a minute on 2 CPU cores."""
+    """A small H3 that solves the paper's AR task (V=10, n=20) in well under a minute on 2 CPU
+    cores: multi-head H3 (head_dim 4) binds keys to values far sooner than head_dim 1, which
+    needs the paper's 31,400 steps. Fresh examples every step, batch 64, no dropout."""
     task = make_task("associative_recall")
+    model = dataclasses.replace(paper_model("h3", task.vocab_size, task.seq_len),
+                                d_model=64, head_dim=4, d_inner=256, embed_dropout=0.0)
     return RunConfig(
-        preset=name, task_name="associative_recall", task=task,
-        model=dataclasses.replace(paper_model("h3", task.vocab_size, task.seq_len),
-                                  embed_dropout=0.0),
-        optim=OptimConfig(lr=3e-3, lr_ssm=1e-3, weight_decay=0.1, schedule="cosine",
-                          warmup_steps=100, lr_min=1e-4),
-        train=TrainConfig(steps=1200, batch_size=32, data="stream", steps_per_call=10,
-                          log_every=100, eval_every=400, checkpoint_every=400),
+        preset=name, task_name="associative_recall", task=task, model=model,
+        optim=OptimConfig(lr=1e-3, lr_ssm=1e-3, weight_decay=0.1, schedule="constant",
+                          warmup_steps=100),
+        train=TrainConfig(steps=500, batch_size=64, data="stream", steps_per_call=10,
+                          log_every=50, eval_every=250, checkpoint_every=100),
     )
 
 
