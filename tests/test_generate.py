@@ -44,11 +44,11 @@ def test_long_prefill_uses_fft_path_and_matches(name):
     """A prompt longer than the short-convolution limit, and longer than the shift SSM's taps."""
     config = small_config(name)
     params = trained_like_params(config)
-    tokens = random_tokens(1, (1, 90))
+    tokens = random_tokens(1, (1, 150))
     full = jitted_forward(config)(params, tokens)
-    logits, state = gen.prefill(config, params, tokens[:, :80])
-    assert_close(logits, full[:, :80], rtol=0, atol=2e-5 * scale(full))
-    for t in range(80, 90):
+    logits, state = gen.prefill(config, params, tokens[:, :140])
+    assert_close(logits, full[:, :140], rtol=0, atol=2e-5 * scale(full))
+    for t in range(140, 150):
         logits_t, state = gen.step(config, params, state, tokens[:, t])
         assert_close(logits_t, full[:, t], rtol=0, atol=2e-5 * scale(full), err_msg=f"t={t}")
 

@@ -96,7 +96,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, module, reference", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("mode", ["fft", "scan"])
-@pytest.mark.parametrize("length", [12, 70])  # below and above the shift SSM's 8 taps and the
+@pytest.mark.parametrize("length", [12, 140])  # below and above the shift SSM's 8 taps and the
 def test_mixer_equals_float64_reference(name, module, reference, mode, length):  # short-conv limit
     config = small_config(name)
     params = trained_like_params(config)["layers_0"]["mixer"]

@@ -18,7 +18,7 @@ from h3_jax.models.toeplitz_conv import toeplitz_causal_conv
 
 # Up to this length the diagonal convolution runs as one Toeplitz matmul per channel; beyond it,
 # by FFT. Measured on CPU in experiments/bench_layers.py.
-SHORT_CONV_MAX_LEN = 64
+SHORT_CONV_MAX_LEN = 128
 
 
 class DiagDynamics(NamedTuple):
