@@ -12,7 +12,9 @@
    batch 32, in tokens/s, and of the tiny synthetic-task model (d_model 32, L 30, batch 32) in
    steps/s; compile time reported apart.
 
-Every time is the median of --repeats calls after one warm-up call (compilation).
+Every time is the median of --repeats calls after one warm-up call (compilation), or a single
+call when the warm-up took more than 5 s. The machine's load average is recorded: on a shared
+machine the times are upper bounds.
 Writes bench_layers.json, bench_layers.md and bench_layers.png to --out.
 """
 
@@ -36,13 +38,14 @@ from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
 RESULTS = Path(__file__).parent / "results"
 
 
-def timed(fn, *args, repeats: int):
-    """(compile + first call seconds, median seconds of the next calls)."""
+def timed(fn, *args, repeats: int, slow_seconds: float = 5.0):
+    """(compile + first call seconds, median seconds of the next calls); one repeat only when
+    the first call already took more than slow_seconds."""
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     first = time.perf_counter() - start
     times = []
-    for _ in range(repeats):
+    for _ in range(1 if first > slow_seconds else repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)

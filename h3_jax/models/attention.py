@@ -52,6 +52,11 @@ class CausalSelfAttention(nn.Module):
             causal = jnp.tril(jnp.ones((length, length), bool))
             y = self._attend(q, k, v, causal, train)
             if mode == "prefill":
+                if cache_len is None or cache_len < length:
+                    raise ValueError(
+                        f"cache_len: got {cache_len!r}; prefill of an attention layer needs the "
+                        f"key/value cache length, an int >= the prompt length {length}"
+                    )
                 empty = CausalSelfAttention.init_state(c, x.shape[0], cache_len)
                 new_state = {
                     "k": empty["k"].at[:, :length].set(k.astype(empty["k"].dtype)),

@@ -1,8 +1,8 @@
 """The shift SSM as a Flax module: a learned causal filter of n_taps steps per channel.
 
 x_t = S x_{t-1} + B u_t, y_t = C x_t + D u_t with S the down-shift. Its kernel has exactly n_taps
-taps (C itself when B = e_1), so whole sequences use short_causal_conv, never a full-length FFT,
-and the recurrent state is simply the last n_taps inputs.
+taps (C itself when B = e_1), so whole sequences use a Toeplitz-block convolution, never a
+full-length FFT, and the recurrent state is simply the last n_taps inputs.
 """
 
 from __future__ import annotations
