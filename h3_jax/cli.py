@@ -87,6 +87,9 @@ def build_parser(with_options_help: bool = False) -> Parser:
     evaluate.add_argument("--distributed", action="store_true",
                           help="call jax.distributed.initialize() first (multi-host runs)")
     commands.add_parser("presets", help="list the presets, one line each")
+    from h3_jax.convert.cli import add_convert_subcommand
+
+    add_convert_subcommand(commands)
     return parser
 
 
@@ -185,10 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if extra:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             return cmd_presets()
+        if args.command in ("eval", "convert") and extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "eval":
-            if extra:
-                parser.error(f"unrecognized arguments: {' '.join(extra)}")
             return cmd_eval(args)
+        if args.command == "convert":
+            return args.run(args)
         return cmd_train(args, split_overrides(extra))
     except UsageError as err:
         print(err, file=sys.stderr)

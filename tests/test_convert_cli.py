@@ -65,3 +65,13 @@ def test_subcommand_hooks_into_a_main_parser(tmp_path):
     assert bad.run(bad) == 2
     config, _ = convert.load(tmp_path / "out")
     assert config.n_layer == 2 and config.attn_layer_idx == ()
+
+
+def test_main_command_dispatches_convert(tmp_path, capsys):
+    from h3_jax import cli
+
+    _, path = write_official(tmp_path, n_layer=2)
+    assert cli.main(["convert", str(path), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "config.json").exists()
+    assert cli.main(["convert", str(tmp_path / "missing.npz"), str(tmp_path / "out2")]) == 2
+    assert "no such file" in capsys.readouterr().err
