@@ -14,7 +14,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float
 
 from h3_jax import ssm
-from h3_jax.models.toeplitz_conv import toeplitz_causal_conv
 
 # Up to this length the diagonal convolution runs as one Toeplitz matmul per channel; beyond it,
 # by FFT. The crossover, forward + backward on a 2-core CPU (B L = 32768, H = 64), lies
@@ -88,7 +87,7 @@ def _s4d_C_init(key, A0, H: int, N: int):
 def diag_conv(u: Float[Array, "... L H"], K: Float[Array, "H L"], D: Float[Array, " H"]):
     """Causal convolution by the cheaper method for this length (see SHORT_CONV_MAX_LEN)."""
     if u.shape[-2] <= SHORT_CONV_MAX_LEN:
-        return toeplitz_causal_conv(u, K, D)
+        return ssm.short_causal_conv(u, K, D)
     return ssm.causal_conv(u, K, D)
 
 

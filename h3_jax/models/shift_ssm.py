@@ -14,7 +14,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from h3_jax import ssm
-from h3_jax.models.toeplitz_conv import toeplitz_causal_conv
 
 
 class ShiftFilter(NamedTuple):
@@ -44,7 +43,7 @@ class ShiftSSM(nn.Module):
 
 
 def shift_sequence(filt: ShiftFilter, u: Float[Array, "... L H"]) -> Float[Array, "... L H"]:
-    return toeplitz_causal_conv(u, filt.K, filt.D)
+    return ssm.short_causal_conv(u, filt.K, filt.D)
 
 
 def shift_final_state(u: Float[Array, "... L H"], n_taps: int) -> Float[Array, "... H N"]:
