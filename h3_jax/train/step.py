@@ -48,17 +48,14 @@ def masked_loss_and_accuracy(
     return jnp.sum(ce * weight), jnp.sum(correct * weight), jnp.sum(weight), ce
 
 
-def make_train_step(
+def train_steps_fn(
     model: models.LM,
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
     mode: str,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
-    """A jitted function running k optimizer steps on a stack of k batches, state donated.
-
-    The batch leaves are (k, B, L); the metrics come back as (k,) arrays, one entry per step.
-    Fusing k steps into one `lax.scan` pays the per-call dispatch cost once per k steps.
-    """
+    """The pure (unjitted) k-step function behind `make_train_step`, for callers that
+    transform it further (e.g. `vmap` over replicas) before compiling."""
 
     def one_step(state: State, batch: tasks.Batch) -> tuple[State, Metrics]:
         step = state["step"]
@@ -94,13 +91,27 @@ def make_train_step(
     def train_steps(state: State, batches: tasks.Batch) -> tuple[State, Metrics]:
         return jax.lax.scan(one_step, state, batches)
 
-    return jax.jit(train_steps, donate_argnums=0)
+    return train_steps
 
 
-def make_eval_step(
+def make_train_step(
+    model: models.LM,
+    tx: optax.GradientTransformation,
+    lr_schedule: Callable[[Any], Any],
+    mode: str,
+) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
+    """A jitted function running k optimizer steps on a stack of k batches, state donated.
+
+    The batch leaves are (k, B, L); the metrics come back as (k,) arrays, one entry per step.
+    Fusing k steps into one `lax.scan` pays the per-call dispatch cost once per k steps.
+    """
+    return jax.jit(train_steps_fn(model, tx, lr_schedule, mode), donate_argnums=0)
+
+
+def eval_step_fn(
     model: models.LM, mode: str
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
-    """A jitted function: (params, batch) -> sums of loss, correct and count over the mask."""
+    """The pure (unjitted) eval function behind `make_eval_step`."""
 
     def eval_step(params: Any, batch: tasks.Batch) -> dict[str, jax.Array]:
         logits = model.apply({"params": params}, batch.inputs, mode=mode)
@@ -109,4 +120,11 @@ def make_eval_step(
         )
         return {"loss_sum": loss_sum, "correct": correct, "count": count}
 
-    return jax.jit(eval_step)
+    return eval_step
+
+
+def make_eval_step(
+    model: models.LM, mode: str
+) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
+    """A jitted function: (params, batch) -> sums of loss, correct and count over the mask."""
+    return jax.jit(eval_step_fn(model, mode))

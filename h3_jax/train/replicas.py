@@ -1,0 +1,102 @@
+"""R independent runs of one configuration trained together: one compiled step, `vmap`ped.
+
+Every leaf of a replica state carries a leading replica axis (R, ...): parameters, optimizer
+state, step and dropout key. Replica r is the run `h3-jax train` makes with
+`train.seed=seeds[r]` and `train.data_seed=data_seeds[r]` (its own init, dropout, dataset and
+data order), so a replica's trajectory equals that single run's up to float32 rounding (vmapped
+matmuls may sum in another order). On an overhead-bound CPU, R small models in one call cost
+about as much as one.
+
+Replicas live on one device: the batch axis is not sharded here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from h3_jax import models, tasks
+from h3_jax.train.data import TrainData, padded_chunks
+from h3_jax.train.step import Metrics, State, eval_step_fn, init_state, train_steps_fn
+
+
+def stack_trees(trees: Sequence[Any]) -> Any:
+    """Same-structure pytrees -> one pytree whose leaves gain a leading axis of len(trees)."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def unstack_tree(tree: Any, index: int) -> Any:
+    """Replica `index` of a stacked pytree."""
+    return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+def init_replicas(
+    model: models.LM, tx: optax.GradientTransformation, seeds: Sequence[int], seq_len: int
+) -> State:
+    """The stacked train states of `init_state(model, tx, seed, seq_len)` for every seed.
+
+    One compiled, vmapped init: far cheaper than R eager `model.init` calls on a CPU.
+    """
+    init = jax.vmap(lambda seed: init_state(model, tx, seed, seq_len))
+    return jax.jit(init)(jnp.asarray(seeds, jnp.int32))
+
+
+def make_replica_train_step(
+    model: models.LM,
+    tx: optax.GradientTransformation,
+    lr_schedule: Callable[[Any], Any],
+    mode: str,
+) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
+    """Jitted: (state (R, ...), batches (R, k, B, L)) -> (state, metrics (R, k)); state donated."""
+    return jax.jit(jax.vmap(train_steps_fn(model, tx, lr_schedule, mode)), donate_argnums=0)
+
+
+def make_replica_eval_step(
+    model: models.LM, mode: str
+) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
+    """Jitted: (params (R, ...), batch (R, b, L)) -> sums of loss, correct, count, each (R,)."""
+    return jax.jit(jax.vmap(eval_step_fn(model, mode)))
+
+
+class ReplicaData:
+    """One `TrainData` per replica; batches stacked along a leading replica axis."""
+
+    def __init__(self, task: Any, kind: str, data_seeds: Sequence[int], batch_size: int):
+        self.replicas = [TrainData(task, kind, seed, batch_size) for seed in data_seeds]
+
+    def chunk(self, step: int, k: int) -> tasks.Batch:
+        """Leaves (R, k, B, L): replica r's batches of steps step..step+k-1."""
+        parts = [data.chunk(step, k) for data in self.replicas]
+        return tasks.Batch(*(np.stack(leaves) for leaves in zip(*parts)))
+
+    def test_chunks(self, size: int) -> list[tasks.Batch]:
+        """Every replica's test set in equal padded chunks of `size` rows, leaves (R, size, L)."""
+        per_replica = [padded_chunks(data.test, size) for data in self.replicas]
+        return [
+            tasks.Batch(*(np.stack(leaves) for leaves in zip(*chunks)))
+            for chunks in zip(*per_replica)
+        ]
+
+
+class ReplicaEvaluator:
+    """Test accuracy and loss of every replica on its own test set, in one call per chunk."""
+
+    def __init__(self, eval_step: Callable, chunks: list[tasks.Batch]):
+        self.eval_step = eval_step
+        self.chunks = [jax.device_put(chunk) for chunk in chunks]
+
+    def __call__(self, params: Any) -> dict[str, list[float]]:
+        totals = None
+        for chunk in self.chunks:
+            out = self.eval_step(params, chunk)
+            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+        totals = jax.device_get(totals)
+        count = np.maximum(totals["count"], 1.0)
+        return {
+            "accuracy": (totals["correct"] / count).tolist(),
+            "loss": (totals["loss_sum"] / count).tolist(),
+        }
