@@ -149,3 +149,17 @@ def test_ssm_state_has_no_length_dimension():
     assert state["layers"][0]["shift"].shape == (2, 16, 8)
     assert state["layers"][0]["diag"].shape == (2, 2, 2, 8, 4)
     assert state["layers"][0]["diag"].dtype == jnp.complex64
+
+
+def test_rotary_attention_prefill_then_step_equals_full_forward():
+    config = small_config("hybrid", rotary_emb_dim=4)
+    params = trained_like_params(config)
+    tokens = random_tokens(3, (2, LENGTH))
+    full = jitted_forward(config)(params, tokens)
+    no_rotary = jitted_forward(small_config("hybrid"))(params, tokens)
+    assert np.abs(np.asarray(full - no_rotary)).max() > 1e-3 * scale(full)  # rotary is applied
+    logits, state = gen.prefill(config, params, tokens[:, :7], max_len=LENGTH)
+    assert_close(logits, full[:, :7], rtol=0, atol=2e-5 * scale(full))
+    for t in range(7, LENGTH):
+        logits_t, state = gen.step(config, params, state, tokens[:, t])
+        assert_close(logits_t, full[:, t], rtol=0, atol=2e-5 * scale(full), err_msg=f"t={t}")

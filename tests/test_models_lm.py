@@ -142,6 +142,7 @@ def test_sequence_longer_than_position_table_raises():
         (dict(compute_dtype="float16"), "compute_dtype"),
         (dict(embed_dropout=1.0), "embed_dropout"),
         (dict(max_position_embeddings=-1), "max_position_embeddings"),
+        (dict(rotary_emb_dim=3), "rotary_emb_dim"),
         (dict(dt_min=0.2), "dt_min"),
         (dict(vocab_size=0), "vocab_size"),
         (dict(d_model=0), "d_model"),

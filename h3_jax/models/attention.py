@@ -9,6 +9,7 @@ from jaxtyping import Array, Float
 
 from h3_jax.models.common import check_mode, compute_dtype, dense, residual_std
 from h3_jax.models.config import LMConfig
+from h3_jax.models.rotary import apply_rotary
 
 
 class CausalSelfAttention(nn.Module):
@@ -40,6 +41,11 @@ class CausalSelfAttention(nn.Module):
         if mode == "step":
             qkv = qkv[:, None]  # one position: (B, 1, 3D)
         q, k, v = jnp.moveaxis(qkv.reshape(*qkv.shape[:-1], 3, heads, size), -3, 0)
+        if c.rotary_emb_dim:
+            # Keys are rotated before they enter the cache; values never are.
+            positions = (position if mode == "step" else 0) + jnp.arange(q.shape[1])
+            q = apply_rotary(q, positions, c.rotary_emb_dim)
+            k = apply_rotary(k, positions, c.rotary_emb_dim)
         new_state = None
         if mode == "step":
             k_cache = jax.lax.dynamic_update_slice_in_dim(state["k"], k.astype(state["k"].dtype), position, 1)

@@ -54,6 +54,9 @@ class LMConfig:
     """Dropout on the attention probabilities, when training."""
     max_position_embeddings: int = 0
     """Length of a learned absolute position table added to the embedding; 0 means none."""
+    rotary_emb_dim: int = 0
+    """Rotary position embedding dimension of the attention layers (GPT-NeoX layout, on the first
+    rotary_emb_dim features of each head); 0 means none. Even, at most d_model / n_heads."""
     discretization: str | None = None
     """Diagonal SSM discretization, "bilinear" or "zoh"; None means the mixer's own default
     (bilinear for h3 and gss, zoh for s4d)."""
@@ -111,6 +114,13 @@ class LMConfig:
             raise ValueError(
                 f"LMConfig.max_position_embeddings: got {self.max_position_embeddings!r}; "
                 "allowed is an int >= 0 (0 = no position embeddings)"
+            )
+        size = self.d_model // self.n_heads
+        if (isinstance(self.rotary_emb_dim, bool) or not isinstance(self.rotary_emb_dim, int)
+                or self.rotary_emb_dim < 0 or self.rotary_emb_dim % 2 or self.rotary_emb_dim > size):
+            raise ValueError(
+                f"LMConfig.rotary_emb_dim: got {self.rotary_emb_dim!r}; allowed is an even int in "
+                f"[0, d_model / n_heads = {size}] (0 = no rotary embeddings)"
             )
         if self.discretization is not None:
             _one_of("discretization", self.discretization, DISCRETIZATIONS + (None,))
