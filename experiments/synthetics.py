@@ -1,0 +1,115 @@
+"""The H3 paper's synthetic-task table (S4D, GSS, H3, attention x induction head, associative
+recall), each cell over several seeds trained together in one vmapped compiled step.
+
+Each cell is its preset (`h3-ar`, `s4d-ih`, ...: the paper's model, optimizer, schedule and step
+count); seed s means `train.seed=s, train.data_seed=s` (its own init, dropout, dataset and data
+order; seed 0 is the paper's dataset). A finished cell is stored in
+`<out-dir>/<name>/<cell>.json` and skipped on the next invocation with the same steps and
+seeds, and a cell in progress checkpoints under `--workdir`, so a long run continues where it
+stopped. The report (`<name>.md`, `.json`, `.png`) is rewritten from every finished cell.
+
+    python experiments/synthetics.py [--cells h3-ar,s4d-ih] [--seeds 0,1,2] [--steps N]
+        [--out-dir experiments/results] [--name synthetics] [--workdir runs/synthetics] [--force]
+
+`--steps N` shortens every cell to N steps for smoke runs: warmup, eval and checkpoint cadence
+shrink in proportion (the schedule keeps its shape); the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+from h3_jax.presets import get_preset
+from h3_jax.train.config import to_jsonable
+from h3_jax.train.replica_run import train_replicas
+from h3_jax.train.run_config import RunConfig, apply_overrides
+from h3_jax.train.workdir import environment, write_json
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from synthetics_report import CELLS, write_report  # noqa: E402
+
+
+def cell_config(cell: str, steps: int | None) -> RunConfig:
+    """The preset, or the preset shortened to `steps` with its cadences scaled to match."""
+    config = get_preset(cell)
+    if steps is None:
+        return config
+    t, k = config.train, config.train.steps_per_call
+    steps = max(k, -(-steps // k) * k)
+    eval_every = max(k, (steps // 10) // k * k)
+    warmup = round(config.optim.warmup_steps * steps / t.steps)
+    return apply_overrides(config, [
+        f"train.steps={steps}", f"train.eval_every={eval_every}",
+        f"train.checkpoint_every={2 * eval_every}", f"optim.warmup_steps={warmup}",
+    ])
+
+
+def cell_is_done(path: str, config: RunConfig, seeds: list[int]) -> bool:
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        done = json.load(f)
+    return done["config"]["train"]["steps"] == config.train.steps and done["seeds"] == seeds
+
+
+def run_cell(cell: str, args: argparse.Namespace, seeds: list[int], path: str) -> None:
+    config = cell_config(cell, args.steps)
+    if not args.force and cell_is_done(path, config, seeds):
+        print(f"{cell}: done already ({path}), skipped")
+        return
+    workdir = os.path.join(
+        args.workdir, f"{cell}-steps{config.train.steps}-seeds{'_'.join(map(str, seeds))}"
+    )
+    if args.force and os.path.exists(workdir):
+        raise SystemExit(f"--force: remove {workdir} first so the cell starts from scratch")
+    print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = train_replicas(config, seeds, workdir=workdir, show_progress=args.progress)
+    accuracy = result["test_accuracy"]
+    print(f"{cell}: test accuracy {' '.join(f'{a:.3f}' for a in accuracy)}, "
+          f"{result['elapsed_s']:.0f} s, {result['steps_per_s']:.0f} steps/s", flush=True)
+    write_json(path, {
+        "cell": cell,
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "started": started,
+        "steps_override": args.steps,
+        "config": to_jsonable(config),
+        "environment": environment(),
+        "load_avg": os.getloadavg(),
+        **result,
+    })
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated presets")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, trained together")
+    parser.add_argument("--steps", type=int, default=None, help="shorten every cell (smoke runs)")
+    parser.add_argument("--out-dir", default=os.path.join("experiments", "results"))
+    parser.add_argument("--name", default="synthetics", help="report file stem")
+    parser.add_argument("--workdir", default=os.path.join("runs", "synthetics"),
+                        help="checkpoints of cells in progress")
+    parser.add_argument("--force", action="store_true", help="rerun finished cells")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal)")
+    args = parser.parse_args()
+    cells = args.cells.split(",")
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown:
+        parser.error(f"unknown cells {unknown}; cells: {', '.join(CELLS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cell_dir = os.path.join(args.out_dir, args.name)
+    os.makedirs(cell_dir, exist_ok=True)
+    for cell in cells:
+        run_cell(cell, args, seeds, os.path.join(cell_dir, f"{cell}.json"))
+    for path in write_report(cell_dir, os.path.join(args.out_dir, args.name)):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
