@@ -153,3 +153,15 @@ def test_scan_errors_name_the_argument():
         ssm.diag_ssm_step(dA, dB, C, jnp.zeros((2, 3, 4), jnp.complex64), jnp.ones((2, 4)))
     with pytest.raises(TypeError, match="diag_ssm_step: argument 'x' must have a complex"):
         ssm.diag_ssm_step(dA, dB, C, jnp.zeros((2, 3, 4)), jnp.ones((2, 3)))
+
+
+def test_chunked_scan_float32_tracks_float64_at_65536():
+    """The recurrence accumulates rounding over L steps; the bound is stated at L = 65536."""
+    dA, dB, C = random_ssm(5, H=2, N=4)
+    u = random_input(6, (1, 65536, 2))
+    scan = jax.jit(ssm.diag_ssm_scan, static_argnames="chunk_size")
+    y32, x32 = scan(dA, dB, C, u, chunk_size=4096)
+    with jax.enable_x64(True):
+        y64, x64 = jax.jit(ssm.diag_ssm_recurrence)(*to64(dA, dB, C, u))
+    assert_close(y32, y64, rtol=0, atol=2e-5 * np.abs(np.asarray(y64)).max())
+    assert_close(x32, x64, rtol=0, atol=2e-5 * np.abs(np.asarray(x64)).max())

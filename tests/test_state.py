@@ -79,3 +79,14 @@ def test_state_passing_errors_name_the_argument():
         ssm.diag_ssm_final_state(dA, dB, jnp.ones((8, 2)))
     with pytest.raises(ValueError, match=r"diag_ssm_state_output: argument 'x0' must have shape \(\.\.\., H, N\) with N=4"):
         ssm.diag_ssm_state_output(dA, C, jnp.ones((3, 5), jnp.complex64), 8)
+
+
+def test_state_passing_float32_tracks_float64_at_65536():
+    dA, dB, C = random_ssm(5, H=2, N=4)
+    u = random_input(6, (1, 65536, 2))
+    passing = jax.jit(ssm.diag_ssm_state_passing, static_argnames="chunk_size")
+    y32, x32 = passing(dA, dB, C, u, chunk_size=8192)
+    with jax.enable_x64(True):
+        y64, x64 = jax.jit(ssm.diag_ssm_recurrence)(*to64(dA, dB, C, u))
+    assert_close(y32, y64, rtol=0, atol=2e-5 * np.abs(np.asarray(y64)).max())
+    assert_close(x32, x64, rtol=0, atol=2e-5 * np.abs(np.asarray(x64)).max())
