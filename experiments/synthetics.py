@@ -9,7 +9,13 @@ seeds, and a cell in progress checkpoints under `--workdir`, so a long run conti
 stopped. The report (`<name>.md`, `.json`, `.png`) is rewritten from every finished cell.
 
     python experiments/synthetics.py [--cells h3-ar,s4d-ih] [--seeds 0,1,2] [--steps N]
-        [--out-dir experiments/results] [--name synthetics] [--workdir runs/synthetics] [--force]
+        [--override section.key=value ...] [--stop-at 1.0|none] [--out-dir experiments/results]
+        [--name synthetics] [--workdir runs/synthetics] [--force] [--progress]
+
+The reported accuracy is the paper's: the best test accuracy over the evaluations (safari keeps
+the checkpoint with the best validation accuracy, and its validation set is the test set); the
+final one is reported too. `--stop-at 1.0` (default) ends a cell once every seed is at 100%,
+which cannot change that number.
 
 `--steps N` shortens every cell to N steps for smoke runs: warmup, eval and checkpoint cadence
 shrink in proportion (the schedule keeps its shape); the report says so.
@@ -18,6 +24,7 @@ shrink in proportion (the schedule keeps its shape); the report says so.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -34,9 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from synthetics_report import CELLS, write_report  # noqa: E402
 
 
-def cell_config(cell: str, steps: int | None) -> RunConfig:
-    """The preset, or the preset shortened to `steps` with its cadences scaled to match."""
-    config = get_preset(cell)
+def cell_config(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
+    """The preset (plus `overrides`), shortened to `steps` with its cadences scaled to match."""
+    config = apply_overrides(get_preset(cell), overrides)
     if steps is None:
         return config
     t, k = config.train, config.train.steps_per_call
@@ -49,35 +56,40 @@ def cell_config(cell: str, steps: int | None) -> RunConfig:
     ])
 
 
-def cell_is_done(path: str, config: RunConfig, seeds: list[int]) -> bool:
+def cell_is_done(path: str, config: RunConfig, seeds: list[int], stop_at: float | None) -> bool:
+    """Whether `path` holds this very cell: same config, seeds and stopping rule."""
     if not os.path.exists(path):
         return False
     with open(path) as f:
         done = json.load(f)
-    return done["config"]["train"]["steps"] == config.train.steps and done["seeds"] == seeds
+    same_config = done["config"] == json.loads(json.dumps(to_jsonable(config)))
+    return same_config and done["seeds"] == seeds and done.get("stop_at") == stop_at
 
 
 def run_cell(cell: str, args: argparse.Namespace, seeds: list[int], path: str) -> None:
-    config = cell_config(cell, args.steps)
-    if not args.force and cell_is_done(path, config, seeds):
+    config = cell_config(cell, args.steps, args.override)
+    if not args.force and cell_is_done(path, config, seeds, args.stop_at):
         print(f"{cell}: done already ({path}), skipped")
         return
-    workdir = os.path.join(
-        args.workdir, f"{cell}-steps{config.train.steps}-seeds{'_'.join(map(str, seeds))}"
-    )
+    tag = hashlib.sha1(json.dumps([to_jsonable(config), seeds, args.stop_at]).encode())
+    workdir = os.path.join(args.workdir, f"{cell}-{tag.hexdigest()[:10]}")
     if args.force and os.path.exists(workdir):
         raise SystemExit(f"--force: remove {workdir} first so the cell starts from scratch")
     print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = train_replicas(config, seeds, workdir=workdir, show_progress=args.progress)
-    accuracy = result["test_accuracy"]
-    print(f"{cell}: test accuracy {' '.join(f'{a:.3f}' for a in accuracy)}, "
+    result = train_replicas(config, seeds, workdir=workdir, stop_at=args.stop_at,
+                            show_progress=args.progress)
+    best = result["best_test_accuracy"]
+    print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
+          f"at steps {result['best_step']}, {result['final_step']} steps, "
           f"{result['elapsed_s']:.0f} s, {result['steps_per_s']:.0f} steps/s", flush=True)
     write_json(path, {
         "cell": cell,
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": started,
         "steps_override": args.steps,
+        "overrides": args.override,
+        "stop_at": args.stop_at,
         "config": to_jsonable(config),
         "environment": environment(),
         "load_avg": os.getloadavg(),
@@ -90,6 +102,11 @@ def main() -> None:
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated presets")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, trained together")
     parser.add_argument("--steps", type=int, default=None, help="shorten every cell (smoke runs)")
+    parser.add_argument("--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="applied to every cell (repeatable), e.g. model.d_model=16")
+    parser.add_argument("--stop-at", type=lambda v: None if v == "none" else float(v),
+                        default=1.0, help="stop a cell once every seed's test accuracy is at "
+                        "least this (default 1.0: the best accuracy can no longer change); none")
     parser.add_argument("--out-dir", default=os.path.join("experiments", "results"))
     parser.add_argument("--name", default="synthetics", help="report file stem")
     parser.add_argument("--workdir", default=os.path.join("runs", "synthetics"),

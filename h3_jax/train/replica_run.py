@@ -34,6 +34,12 @@ def finite_or_none(values: Any) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(values, np.float64)]
 
 
+def reached(history: list[dict], stop_at: float | None) -> bool:
+    """Whether the last evaluation has every replica at or above `stop_at`."""
+    return bool(stop_at is not None and history
+                and min(history[-1]["test_accuracy"]) >= stop_at)
+
+
 def check_cadence(config: RunConfig) -> None:
     """Steps, eval and checkpoint intervals must be whole numbers of compiled calls."""
     t = config.train
@@ -51,6 +57,7 @@ def train_replicas(
     data_seeds: Sequence[int] | None = None,
     *,
     workdir: str | None = None,
+    stop_at: float | None = None,
     show_progress: bool | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -60,6 +67,8 @@ def train_replicas(
     (step, lr, per-replica mean train loss since the last eval, test accuracy, test loss),
     wall-clock, compile time, and train steps/s (compile and evaluation excluded).
     With `workdir`, checkpoints every `train.checkpoint_every` steps and resumes from the latest.
+    With `stop_at`, stops after the first evaluation at which every replica's test accuracy is
+    >= stop_at: at 1.0 the best accuracy of every replica can no longer change.
     """
     check_cadence(config)
     t = config.train
@@ -95,7 +104,7 @@ def train_replicas(
     first_call = True
     mark = time.perf_counter()
     try:
-        while step < t.steps:
+        while step < t.steps and not reached(history, stop_at):
             state, metrics = step_fn(state, data.chunk(step, t.steps_per_call))
             pending.append(metrics["loss"])
             step += t.steps_per_call
@@ -139,12 +148,16 @@ def train_replicas(
             checkpoints.close()
 
     last = history[-1]
+    curves = np.asarray([h["test_accuracy"] for h in history])  # (evals, R)
     return {
         "seeds": seeds,
         "data_seeds": data_seeds,
         "final_step": step,
         "test_accuracy": last["test_accuracy"],
         "test_loss": last["test_loss"],
+        "best_test_accuracy": curves.max(axis=0).tolist(),
+        "best_step": [history[i]["step"] for i in curves.argmax(axis=0)],
+        "stopped_early": step < t.steps,
         "history": history,
         "elapsed_s": wall_before + time.perf_counter() - t_start,
         "compile_s": timing["compile_s"],
