@@ -4,13 +4,15 @@ recall), each cell over several seeds trained together in one vmapped compiled s
 Each cell is its preset (`h3-ar`, `s4d-ih`, ...: the paper's model, optimizer, schedule and step
 count); seed s means `train.seed=s, train.data_seed=s` (its own init, dropout, dataset and data
 order; seed 0 is the paper's dataset). A finished cell is stored in
-`<out-dir>/<name>/<cell>.json` and skipped on the next invocation with the same steps and
-seeds, and a cell in progress checkpoints under `--workdir`, so a long run continues where it
-stopped. The report (`<name>.md`, `.json`, `.png`) is rewritten from every finished cell.
+`<out-dir>/<name>/<cell>.json` and skipped on the next invocation with the same config and
+seeds; a cell in progress checkpoints under `--workdir`, so a long run continues where it
+stopped (`--budget-minutes` pauses on purpose, to split the table across sessions). The report
+(`<name>.md`, `.json`, `.png`) is rewritten from every finished cell.
 
     python experiments/synthetics.py [--cells h3-ar,s4d-ih] [--seeds 0,1,2] [--steps N]
         [--override section.key=value ...] [--stop-at 1.0|none] [--out-dir experiments/results]
-        [--name synthetics] [--workdir runs/synthetics] [--force] [--progress]
+        [--name synthetics] [--workdir runs/synthetics] [--budget-minutes M] [--force]
+        [--progress]
 
 The reported accuracy is the paper's: the best test accuracy over the evaluations (safari keeps
 the checkpoint with the best validation accuracy, and its validation set is the test set); the
@@ -66,11 +68,14 @@ def cell_is_done(path: str, config: RunConfig, seeds: list[int], stop_at: float 
     return same_config and done["seeds"] == seeds and done.get("stop_at") == stop_at
 
 
-def run_cell(cell: str, args: argparse.Namespace, seeds: list[int], path: str) -> None:
+def run_cell(
+    cell: str, args: argparse.Namespace, seeds: list[int], path: str, deadline: float | None
+) -> bool:
+    """Train and store one cell; False if it paused at the deadline (checkpointed)."""
     config = cell_config(cell, args.steps, args.override)
     if not args.force and cell_is_done(path, config, seeds, args.stop_at):
         print(f"{cell}: done already ({path}), skipped")
-        return
+        return True
     tag = hashlib.sha1(json.dumps([to_jsonable(config), seeds, args.stop_at]).encode())
     workdir = os.path.join(args.workdir, f"{cell}-{tag.hexdigest()[:10]}")
     if args.force and os.path.exists(workdir):
@@ -78,7 +83,11 @@ def run_cell(cell: str, args: argparse.Namespace, seeds: list[int], path: str) -
     print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = train_replicas(config, seeds, workdir=workdir, stop_at=args.stop_at,
-                            show_progress=args.progress)
+                            deadline=deadline, show_progress=args.progress)
+    if result["paused"]:
+        print(f"{cell}: time budget spent, paused at step {result['step']} (checkpoint in "
+              f"{workdir}); run the same command again to continue", flush=True)
+        return False
     best = result["best_test_accuracy"]
     print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
           f"at steps {result['best_step']}, {result['final_step']} steps, "
@@ -95,6 +104,7 @@ def run_cell(cell: str, args: argparse.Namespace, seeds: list[int], path: str) -
         "load_avg": os.getloadavg(),
         **result,
     })
+    return True
 
 
 def main() -> None:
@@ -111,6 +121,9 @@ def main() -> None:
     parser.add_argument("--name", default="synthetics", help="report file stem")
     parser.add_argument("--workdir", default=os.path.join("runs", "synthetics"),
                         help="checkpoints of cells in progress")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="pause (checkpointed) at the first evaluation past this many "
+                        "minutes; the same command continues")
     parser.add_argument("--force", action="store_true", help="rerun finished cells")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
@@ -122,8 +135,10 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     cell_dir = os.path.join(args.out_dir, args.name)
     os.makedirs(cell_dir, exist_ok=True)
+    deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
     for cell in cells:
-        run_cell(cell, args, seeds, os.path.join(cell_dir, f"{cell}.json"))
+        if not run_cell(cell, args, seeds, os.path.join(cell_dir, f"{cell}.json"), deadline):
+            break
     for path in write_report(cell_dir, os.path.join(args.out_dir, args.name)):
         print(f"wrote {path}")
 

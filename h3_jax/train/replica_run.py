@@ -58,6 +58,7 @@ def train_replicas(
     *,
     workdir: str | None = None,
     stop_at: float | None = None,
+    deadline: float | None = None,
     show_progress: bool | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -69,6 +70,8 @@ def train_replicas(
     With `workdir`, checkpoints every `train.checkpoint_every` steps and resumes from the latest.
     With `stop_at`, stops after the first evaluation at which every replica's test accuracy is
     >= stop_at: at 1.0 the best accuracy of every replica can no longer change.
+    With `deadline` (a `time.time()` value) and `workdir`, the first evaluation past the deadline
+    saves a checkpoint and returns {"paused": True, "step": ...}; calling again resumes there.
     """
     check_cadence(config)
     t = config.train
@@ -135,21 +138,29 @@ def train_replicas(
                 bar.set_postfix(acc=" ".join(f"{a:.3f}" for a in result["accuracy"]))
                 mark = time.perf_counter()
                 timing["eval_s"] += mark - now
+            pause = (eval_now and checkpoints is not None and deadline is not None
+                     and time.time() > deadline and step < t.steps)
             if checkpoints is not None and eval_now and (
-                step == t.steps or (t.checkpoint_every and step % t.checkpoint_every == 0)
+                pause or step == t.steps
+                or (t.checkpoint_every and step % t.checkpoint_every == 0)
             ):
                 timing["wall_s"] = wall_before + time.perf_counter() - t_start
                 checkpoints.save(step, state, {"step": step, "history": history,
                                                "timing": timing})
+            if pause:
+                break
     finally:
         bar.close()
         if checkpoints is not None:
             checkpoints.wait()
             checkpoints.close()
 
+    if step < t.steps and not reached(history, stop_at):
+        return {"paused": True, "step": step}
     last = history[-1]
     curves = np.asarray([h["test_accuracy"] for h in history])  # (evals, R)
     return {
+        "paused": False,
         "seeds": seeds,
         "data_seeds": data_seeds,
         "final_step": step,
