@@ -49,7 +49,8 @@ def full_length_estimate_s(data: dict) -> float | None:
     return steps / data["steps_per_s"] + data["compile_s"] + per_eval * steps / PAPER_EVAL_EVERY
 
 
-def markdown(cells: dict[str, dict]) -> str:
+def markdown(cells: dict[str, dict], cell_dir: str) -> str:
+    """The report; `<cell_dir>_notes.md`, if present (findings), follows the main table."""
     stats = {c: summarize(d) for c, d in cells.items()}
     any_cell = next(iter(cells.values()))
     short = {c: d["config"]["train"]["steps"] for c, d in cells.items() if d["steps_override"]}
@@ -75,6 +76,10 @@ def markdown(cells: dict[str, dict]) -> str:
             row.append("not run" if s is None else
                        f"{s['mean']:.1f} ({s['min']:.1f} - {s['max']:.1f}) / {s['paper']:.1f}")
         lines.append(f"| {task_name} | " + " | ".join(row) + " |")
+    notes = os.path.join(os.path.dirname(cell_dir), os.path.basename(cell_dir) + "_notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines += ["", f.read().strip()]
     lines += ["", "## Per cell", "",
               "| cell | steps run | best per seed (%) | at step | mean | final mean | paper "
               "| mean - paper | wall s | compile s | train steps/s (all seeds) "
@@ -96,12 +101,20 @@ def markdown(cells: dict[str, dict]) -> str:
               f"(load average at the end of each cell: "
               + ", ".join(f"{c} {d['load_avg'][0]:.1f}" for c, d in cells.items()) + ")."]
     if all(e is not None for e in estimates):
-        missing = [c for c in CELLS if c not in cells]
         lines.append(
             f"At the paper's step counts and these measured rates (train steps/s of all seeds "
             f"together, plus compile and evaluation) these cells would take "
-            f"{sum(estimates) / 60:.0f} min" + (f"; not measured: {', '.join(missing)}."
-                                                if missing else "."))
+            f"{sum(estimates) / 60:.0f} min without early stopping (an upper bound: a cell "
+            "stops once every seed is at 100%).")
+        missing = [c for c in CELLS if c not in cells]
+        by_task = {task: [full_length_estimate_s(d) for c, d in cells.items()
+                          if c.endswith(task)] for task in TASKS}
+        if missing and all(by_task[c.split("-")[1]] for c in missing):
+            extra = sum(np.mean(by_task[c.split("-")[1]]) for c in missing)
+            lines.append(
+                f"The whole table, with each unmeasured cell ({', '.join(missing)}) costed at "
+                f"the mean of the measured cells of its task: {(sum(estimates) + extra) / 60:.0f} "
+                "min.")
     lines += ["", "## Commands", ""]
     lines += [f"- {c}: `{d['command']}`" for c, d in cells.items()]
     env = any_cell["environment"]
@@ -147,7 +160,7 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
     if not cells:
         return []
     with open(stem + ".md", "w") as f:
-        f.write(markdown(cells))
+        f.write(markdown(cells, cell_dir))
     summary = {c: summarize(d) | {"estimated_paper_length_s": full_length_estimate_s(d)}
                for c, d in cells.items()}
     with open(stem + ".json", "w") as f:
