@@ -53,17 +53,26 @@ def forward_backward(f):
     return jax.grad(loss, argnums=(0, 1, 2, 3))
 
 
+def peak_gib(compiled) -> float | None:
+    """XLA's buffer assignment for the call: arguments + outputs + temporaries, in GiB."""
+    mem = compiled.memory_analysis()
+    if mem is None:
+        return None
+    return (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**30
+
+
+def compiled_peak_gib(f, args) -> float | None:
+    return peak_gib(jax.jit(f).lower(*args).compile())
+
+
 def measure(f, args, repeats: int, max_seconds: float, max_gib: float):
     """Compile, check memory, then time -> dict (or a 'skipped' reason)."""
     t0 = time.perf_counter()
     compiled = jax.jit(f).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
-    peak = None
-    if mem is not None:
-        peak = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**30
-        if peak > max_gib:
-            return {"skipped": f"needs {peak:.1f} GiB > {max_gib} GiB", "compile_s": compile_s}
+    peak = peak_gib(compiled)
+    if peak is not None and peak > max_gib:
+        return {"skipped": f"needs {peak:.1f} GiB > {max_gib} GiB", "compile_s": compile_s, "peak_gib": peak}
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     first = time.perf_counter() - t0
@@ -148,11 +157,15 @@ def run(args) -> dict:
             for mode in ("forward", "forward_backward"):
                 key = f"{name}/{mode}"
                 row = {"path": name, "mode": mode, "L": L}
-                if predicted.get(key, 0.0) > args.max_seconds:
+                fn = f if mode == "forward" else forward_backward(f)
+                # The chunked scan's memory target is at the longest L: run it once however slow.
+                target_run = name == "chunked_scan" and mode == "forward" and L == max(args.lengths)
+                if predicted.get(key, 0.0) > args.max_seconds and not target_run:
+                    # Too slow to run, but compiling still tells its memory.
                     row["skipped"] = f"predicted {predicted[key]:.0f} s > {args.max_seconds:.0f} s"
+                    row["peak_gib"] = compiled_peak_gib(fn, problem)
                 else:
-                    fn = f if mode == "forward" else forward_backward(f)
-                    r = measure(fn, problem, args.repeats, args.max_seconds, args.max_gib)
+                    r = measure(fn, problem, 1 if target_run else args.repeats, args.max_seconds, args.max_gib)
                     out = r.pop("out", None)
                     row.update(r)
                     if "median_s" in r:
@@ -202,8 +215,10 @@ def check_targets(results: dict, args) -> list[dict]:
                         "measured": round(r, 4), "met": r <= 0.1})
     for row in results["rows"]:
         if row["path"] == "chunked_scan" and row["L"] == 65536 and row.get("peak_gib") is not None:
+            ran = "median_s" in row
             targets.append({"target": f"chunked scan {row['mode']} at L=65536 in under 4 GiB",
-                            "measured_gib": round(row["peak_gib"], 3), "met": row["peak_gib"] < 4})
+                            "measured_gib": round(row["peak_gib"], 3), "ran": ran,
+                            "met": row["peak_gib"] < 4 and (ran or row["mode"] != "forward")})
     sp = results["state_passing"]
     if sp:
         targets.append({"target": f"state passing over {sp['length']} steps (B=1, H={sp['H']})",
@@ -220,7 +235,8 @@ def write_markdown(results: dict, path: Path) -> None:
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in results["rows"]:
         if "skipped" in r:
-            lines.append(f"| {r['path']} | {r['mode']} | {r['L']} | | skipped: {r['skipped']} | | |")
+            peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else ""
+            lines.append(f"| {r['path']} | {r['mode']} | {r['L']} | | skipped: {r['skipped']} | {peak} | |")
             continue
         peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else ""
         err = f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else ""
