@@ -32,7 +32,8 @@ def bench(preset: str, replicas: int, steps_per_call: int, seconds: float) -> di
     seeds = list(range(replicas))
     state = init_replicas(model, tx, seeds, config.task.seq_len)
     step_fn = make_replica_train_step(model, tx, schedule, t.mode)
-    chunk = jax.device_put(ReplicaData(config.task, t.data, seeds, t.batch_size).chunk(0, steps_per_call))
+    data = ReplicaData(config.task, t.data, seeds, t.batch_size)
+    chunk = jax.device_put(data.chunk(0, steps_per_call))
     start = time.perf_counter()
     state, metrics = step_fn(state, chunk)
     jax.block_until_ready(metrics)
@@ -67,8 +68,9 @@ def main() -> None:
             for r in map(int, args.replicas.split(",")):
                 row = bench(preset, r, k, args.seconds)
                 rows.append(row)
-                print(f"{preset:<14}{r:>3}{k:>4}{row['compile_s']:>11.1f}{row['steps_per_s']:>10.1f}"
-                      f"{row['replica_steps_per_s']:>17.1f}{row['load_avg']:>6.1f}", flush=True)
+                print(f"{preset:<14}{r:>3}{k:>4}{row['compile_s']:>11.1f}"
+                      f"{row['steps_per_s']:>10.1f}{row['replica_steps_per_s']:>17.1f}"
+                      f"{row['load_avg']:>6.1f}", flush=True)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"environment": environment(), "cpu_count": os.cpu_count(),

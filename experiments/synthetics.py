@@ -137,6 +137,9 @@ def main() -> None:
     os.makedirs(cell_dir, exist_ok=True)
     deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
     for cell in cells:
+        if deadline is not None and time.time() > deadline:
+            print(f"time budget spent before {cell}; run the same command again to continue")
+            break
         if not run_cell(cell, args, seeds, os.path.join(cell_dir, f"{cell}.json"), deadline):
             break
     for path in write_report(cell_dir, os.path.join(args.out_dir, args.name)):

@@ -62,9 +62,9 @@ def markdown(cells: dict[str, dict], cell_dir: str) -> str:
                   "eval cadence scaled in proportion. The accuracies below are not the paper's "
                   "protocol; the throughput and the wall-time estimate are the point.", ""]
     lines += [
-        f"Best test accuracy (%) over the evaluations (the paper's metric: safari keeps the best "
-        "validation checkpoint and validates on the test set), final token, 500 test examples; seeds "
-        f"{any_cell['seeds']} (seed s: init, dropout, dataset and data order from s), trained "
+        "Best test accuracy (%) over the evaluations (the paper's metric: safari keeps the best "
+        "validation checkpoint and validates on the test set), final token, 500 test examples; "
+        f"seeds {any_cell['seeds']} (seed s: init, dropout, dataset and data order from s), trained "
         "together in one vmapped step. Each entry: mean over seeds (min - max) / paper.", "",
         "| Task | " + " | ".join(MIXER_NAMES[m] for m in MIXERS) + " |",
         "|---|" + "---|" * len(MIXERS),
@@ -87,11 +87,13 @@ def markdown(cells: dict[str, dict], cell_dir: str) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell, data in cells.items():
         s, estimate = stats[cell], full_length_estimate_s(data)
+        stopped = " (stopped: all 100%)" if data["stopped_early"] else ""
         lines.append(
-            f"| {cell} | {data['final_step']}{' (stopped: all 100%)' if data['stopped_early'] else ''} "
+            f"| {cell} | {data['final_step']}{stopped} "
             f"| {', '.join(f'{a:.1f}' for a in s['per_seed'])} "
             f"| {', '.join(map(str, data['best_step']))} "
-            f"| {s['mean']:.1f} | {s['final_mean']:.1f} | {s['paper']:.1f} | {s['mean'] - s['paper']:+.1f} "
+            f"| {s['mean']:.1f} | {s['final_mean']:.1f} | {s['paper']:.1f} "
+            f"| {s['mean'] - s['paper']:+.1f} "
             f"| {data['elapsed_s']:.0f} | {data['compile_s']:.0f} | {data['steps_per_s']:.0f} "
             f"| {'-' if estimate is None else f'{estimate:.0f}'} |")
     wall = sum(d["elapsed_s"] for d in cells.values())

@@ -24,7 +24,8 @@ from h3_jax.train.step import make_eval_step, make_train_step
 
 # A small H3 on the paper's AR task, dropout on (the per-replica RNG is under test).
 OVERRIDES = [
-    "model.d_model=16", "model.n_layer=1", "model.d_inner=32", "model.d_state=8", "model.embed_dropout=0.1",
+    "model.d_model=16", "model.n_layer=1", "model.d_inner=32", "model.d_state=8",
+    "model.embed_dropout=0.1",
     "task.num_examples=256", "task.num_test_examples=40",
     "train.batch_size=16", "train.steps=40", "train.steps_per_call=10",
     "optim.warmup_steps=5", "optim.lr=3e-3",

@@ -24,11 +24,6 @@ from h3_jax.train.data import TrainData, padded_chunks
 from h3_jax.train.step import Metrics, State, eval_step_fn, init_state, train_steps_fn
 
 
-def stack_trees(trees: Sequence[Any]) -> Any:
-    """Same-structure pytrees -> one pytree whose leaves gain a leading axis of len(trees)."""
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
 def unstack_tree(tree: Any, index: int) -> Any:
     """Replica `index` of a stacked pytree."""
     return jax.tree.map(lambda leaf: leaf[index], tree)
