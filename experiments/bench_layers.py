@@ -34,7 +34,6 @@ import numpy as np
 import optax
 
 from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
-from h3_jax.train.step import reuse_host_memory
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -140,7 +139,6 @@ def main() -> None:
                         help="skip attention whose (B, heads, L, L) scores exceed this")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    reuse_host_memory()
     B = 2 if args.quick else 8
     widths = (64,) if args.quick else (64, 256)
     lengths = (256, 512) if args.quick else (256, 1024, 4096, 16384)
