@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import jax
 
@@ -22,6 +21,8 @@ from h3_jax.train.optim import make_optimizer
 from h3_jax.train.replicas import ReplicaData, init_replicas, make_replica_train_step
 from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.workdir import environment
+
+from step_timing import time_train_step  # a sibling module: scripts run as python experiments/NAME.py
 
 
 def bench(preset: str, replicas: int, steps_per_call: int, seconds: float) -> dict:
@@ -34,18 +35,8 @@ def bench(preset: str, replicas: int, steps_per_call: int, seconds: float) -> di
     step_fn = make_replica_train_step(model, tx, schedule, t.mode)
     data = ReplicaData(config.task, t.data, seeds, t.batch_size)
     chunk = jax.device_put(data.chunk(0, steps_per_call))
-    start = time.perf_counter()
-    state, metrics = step_fn(state, chunk)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        state, metrics = step_fn(state, chunk)
-        calls += 1
-        if calls % 8 == 0:
-            jax.block_until_ready(metrics)
-    jax.block_until_ready(metrics)
-    steps_per_s = calls * steps_per_call / (time.perf_counter() - start)
+    state, metrics, compile_s, steps_per_s = time_train_step(
+        step_fn, state, chunk, steps_per_call, seconds)
     return {"preset": preset, "replicas": replicas, "steps_per_call": steps_per_call,
             "compile_s": compile_s, "steps_per_s": steps_per_s,
             "replica_steps_per_s": steps_per_s * replicas, "load_avg": os.getloadavg()[0]}

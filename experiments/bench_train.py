@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import time
 
 import jax
 import numpy as np
@@ -28,6 +27,8 @@ from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.sharding import make_data_mesh, replicate, shard_batch
 from h3_jax.train.step import init_state, make_train_step
 from h3_jax.train.workdir import environment
+
+from step_timing import time_train_step  # a sibling module: scripts run as python experiments/NAME.py
 
 SETTINGS = {
     "paper-synthetic": [],  # h3-ar as published: d_model 32, L=22, batch 32
@@ -46,19 +47,8 @@ def bench(mixer: str, setting: str, steps_per_call: int, seconds: float) -> dict
     step_fn = make_train_step(model, tx, schedule, t.mode)
     data = TrainData(config.task, "fixed", t.data_seed, t.batch_size)
     chunk = shard_batch(data.chunk(0, steps_per_call), mesh, 1)
-    start = time.perf_counter()
-    state, metrics = step_fn(state, chunk)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        state, metrics = step_fn(state, chunk)
-        calls += 1
-        if calls % 8 == 0:
-            jax.block_until_ready(metrics)
-    jax.block_until_ready(metrics)
-    elapsed = time.perf_counter() - start
-    steps_per_s = calls * steps_per_call / elapsed
+    state, metrics, compile_s, steps_per_s = time_train_step(
+        step_fn, state, chunk, steps_per_call, seconds)
     assert np.isfinite(np.asarray(metrics["loss"])).all()
     return {
         "mixer": mixer, "setting": setting, "steps_per_call": steps_per_call,
