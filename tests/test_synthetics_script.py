@@ -35,3 +35,27 @@ def test_synthetics_script_one_cell(tmp_path):
     second = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "skipped" in second.stdout
+
+
+def test_synthetics_script_jobs(tmp_path):
+    """--jobs 2: two cells trained by two worker processes, one report from both."""
+    command = [
+        sys.executable, os.path.join(ROOT, "experiments", "synthetics.py"),
+        "--cells", "h3-ar,attention-ar", "--seeds", "0", "--steps", "10", "--jobs", "2",
+        "--stop-at", "none", "--out-dir", str(tmp_path / "results"),
+        "--workdir", str(tmp_path / "runs"), "--no-progress", *(f"--override={o}" for o in TINY),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "started in worker 0" in run.stdout and "started in worker 1" in run.stdout
+    report = json.loads((tmp_path / "results" / "synthetics.json").read_text())
+    assert set(report["cells"]) == {"h3-ar", "attention-ar"}
+    assert all(c["final_step"] == 10 for c in report["cells"].values())
+
+
+def test_synthetics_script_bad_jobs():
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "synthetics.py"), "--jobs", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 2 and "--jobs: must be >= 1, got 0" in run.stderr
