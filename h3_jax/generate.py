@@ -1,4 +1,5 @@
-"""Recurrent generation with an explicit state pytree: init_state, prefill, step, generate.
+"""Recurrent generation with an explicit state pytree: init_state, prefill, step, generate,
+and last_logits (the next-token logits after a sequence of any length, in bounded memory).
 
 The state is {"position": int32 scalar, "layers": (one dict per layer)}: the shift SSM's last
 d_state inputs and the diagonal SSM's complex state for SSM layers, a key/value cache for
@@ -82,6 +83,27 @@ def generate(
     return _generate(config, params, prompt, key, max_new_tokens, float(temperature))
 
 
+def last_logits(
+    config: LMConfig, params, tokens: Int[Array, "B L"], prefill_len: int = 4096
+) -> Float[Array, "B V"]:
+    """Logits for the position after the last token: the final row of the full forward pass.
+
+    The first min(L, prefill_len) tokens go through the whole-sequence path (`prefill`), the rest
+    through the recurrent `step` inside one compiled `lax.scan`, so the activation memory is that
+    of a prefill_len-token forward whatever L is: sequences of 10^6 tokens fit in a few hundred MB.
+    """
+    check_token_ids(tokens, config.vocab_size)
+    if isinstance(prefill_len, bool) or not isinstance(prefill_len, int) or prefill_len < 1:
+        raise ValueError(f"last_logits: prefill_len must be an int >= 1, got {prefill_len!r}")
+    length = tokens.shape[-1]
+    if config.max_position_embeddings and length > config.max_position_embeddings:
+        raise ValueError(
+            f"last_logits: sequence length {length} exceeds LMConfig.max_position_embeddings="
+            f"{config.max_position_embeddings}"
+        )
+    return _last_logits(config, params, tokens, min(length, prefill_len))
+
+
 def _cache_len(config: LMConfig, length: int, max_len: int | None) -> int:
     if not config.has_attention:
         return 0
@@ -122,6 +144,25 @@ def _prefill(config, params, tokens, cache_len):
 @functools.partial(jax.jit, static_argnums=0)
 def _step(config, params, state, token):
     return LM(config).apply({"params": params}, token, mode="step", state=state)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _last_logits(config, params, tokens, prefill_len):
+    model = LM(config)
+    cache_len = tokens.shape[-1] if config.has_attention else 0
+    logits, state = model.apply(
+        {"params": params}, tokens[:, :prefill_len], mode="prefill", cache_len=cache_len
+    )
+
+    def one_token(carry, token):
+        state, _ = carry
+        logits, state = model.apply({"params": params}, token, mode="step", state=state)
+        return (state, logits), None
+
+    (_, last), _ = jax.lax.scan(
+        one_token, (state, logits[:, -1]), jnp.moveaxis(tokens[:, prefill_len:], 1, 0)
+    )
+    return last
 
 
 def _pick(logits, key, temperature: float):

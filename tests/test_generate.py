@@ -143,6 +143,31 @@ def test_bad_input_raises():
         gen.generate(config, params, tokens, 0, jax.random.key(0))
 
 
+@pytest.mark.parametrize("name", ["h3", "hybrid"])
+def test_last_logits_equals_the_full_forward_last_row(name):
+    """Every split between the prefill and the stepped part gives the forward's final row."""
+    config = small_config(name)
+    params = trained_like_params(config)
+    tokens = random_tokens(5, (3, LENGTH))
+    last = jitted_forward(config)(params, tokens)[:, -1]
+    for prefill_len in (1, 7, LENGTH, 100):
+        assert_close(gen.last_logits(config, params, tokens, prefill_len), last, rtol=0,
+                     atol=2e-5 * scale(last), err_msg=f"prefill_len={prefill_len}")
+
+
+def test_last_logits_bad_input():
+    config = small_config("h3")
+    params = trained_like_params(config)
+    tokens = random_tokens(0, (1, 6))
+    with pytest.raises(ValueError, match="prefill_len must be an int >= 1, got 0"):
+        gen.last_logits(config, params, tokens, 0)
+    with pytest.raises(ValueError, match="token ids"):
+        gen.last_logits(config, params, tokens.at[0, 1].set(99))
+    positional = small_config("attention", max_position_embeddings=4)
+    with pytest.raises(ValueError, match="max_position_embeddings=4"):
+        gen.last_logits(positional, trained_like_params(positional), tokens)
+
+
 def test_ssm_state_has_no_length_dimension():
     config = LMConfig(vocab_size=10, d_model=16, d_state=8, head_dim=2)
     state = gen.init_state(config, batch_size=2, max_len=10_000)
