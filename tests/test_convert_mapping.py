@@ -174,6 +174,8 @@ def test_to_official_checks_params():
         convert.to_official(config, params)
     with pytest.raises(ValueError, match="only H3 and attention"):
         convert.to_official(LMConfig(vocab_size=8, d_model=8, mixer="s4d"), {})
+    with pytest.raises(ValueError, match="d_inner: got 0"):
+        convert.to_official(LMConfig(vocab_size=8, d_model=8, d_inner=0), {})
 
 
 # ---- presets and rotary ---------------------------------------------------------------------

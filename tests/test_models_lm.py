@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from h3_jax import generate
 from h3_jax.models import LM, LMConfig
 from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fixture)
     NAMES,
@@ -146,6 +147,7 @@ def test_sequence_longer_than_position_table_raises():
         (dict(dt_min=0.2), "dt_min"),
         (dict(vocab_size=0), "vocab_size"),
         (dict(d_model=0), "d_model"),
+        (dict(d_inner=-1), "d_inner"),
     ],
 )
 def test_config_rejects_bad_values_naming_field_and_value(changes, field):
@@ -155,6 +157,21 @@ def test_config_rejects_bad_values_naming_field_and_value(changes, field):
         LMConfig(**fields)
     value = next(iter(changes.values()))
     assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+def test_blocks_without_mlp():
+    """d_inner=0: mixer-only blocks (no norm2, no MLP), every mode still equal."""
+    config = small_config("hybrid", d_inner=0)
+    params = trained_like_params(config)
+    assert set(params["layers_0"]) == {"norm1", "mixer"} and config.mlp_width == 0
+    tokens = random_tokens(3, (2, 12))
+    fft = jitted_forward(config)(params, tokens)
+    scan = LM(config).apply({"params": params}, tokens, mode="scan")
+    assert_close(scan, fft, rtol=0, atol=2e-5 * scale(fft))
+    logits, state = generate.prefill(config, params, tokens[:, :5], max_len=12)
+    for t in range(5, 12):
+        logits_t, state = generate.step(config, params, state, tokens[:, t])
+        assert_close(logits_t, fft[:, t], rtol=0, atol=2e-5 * scale(fft), err_msg=f"t={t}")
 
 
 def test_config_defaults_and_derived_fields():

@@ -106,6 +106,8 @@ def rules(config: LMConfig) -> list[Rule]:
     """Every official key of `config`, in the official module order (lm_head and the rotary
     buffer excluded: they are derived, not stored, see the module docstring)."""
     D, V, F = config.d_model, config.vocab_size, config.mlp_width
+    if not F:
+        raise ValueError("LMConfig.d_inner: got 0 (no MLP); official H3 blocks always have one")
     N, H = config.d_state, config.d_model // config.head_dim
     out = [Rule(EMBEDDING, (V, D), ("embedding",), "same")]
     for i in range(config.n_layer):

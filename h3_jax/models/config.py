@@ -45,7 +45,8 @@ class LMConfig:
     n_heads: int = 1
     """Heads of the attention layers; d_model must be divisible by it."""
     d_inner: int | None = None
-    """Hidden width of the MLP; None means 4 * d_model."""
+    """Hidden width of the MLP; None means 4 * d_model, 0 means blocks without an MLP (the
+    mixer-only blocks of Zoology's MQAR and the Mamba paper's synthetic models)."""
     embed_dropout: float = 0.1
     """Dropout on the token (+ position) embedding, when training."""
     resid_dropout: float = 0.0
@@ -102,8 +103,13 @@ class LMConfig:
         _divides("head_dim", self.head_dim, self.d_model)
         _positive_int("n_heads", self.n_heads)
         _divides("n_heads", self.n_heads, self.d_model)
-        if self.d_inner is not None:
-            _positive_int("d_inner", self.d_inner)
+        if self.d_inner is not None and (
+            isinstance(self.d_inner, bool) or not isinstance(self.d_inner, int) or self.d_inner < 0
+        ):
+            raise ValueError(
+                f"LMConfig.d_inner: got {self.d_inner!r}; allowed are None (4 * d_model), 0 (no "
+                "MLP) or a positive int"
+            )
         for name in ("embed_dropout", "resid_dropout", "attn_dropout"):
             rate = getattr(self, name)
             if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
@@ -142,7 +148,7 @@ class LMConfig:
 
     @property
     def mlp_width(self) -> int:
-        """The MLP's hidden width: d_inner, or 4 * d_model when d_inner is None."""
+        """The MLP's hidden width: d_inner, or 4 * d_model when d_inner is None; 0: no MLP."""
         return 4 * self.d_model if self.d_inner is None else self.d_inner
 
     @property

@@ -33,7 +33,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """x += dropout(mixer(norm1(x))); x += dropout(mlp(norm2(x))). The residual stays float32."""
+    """x += dropout(mixer(norm1(x))); x += dropout(mlp(norm2(x))). The residual stays float32.
+    With `mlp_width` 0 the block is the mixer half alone (no norm2, no MLP)."""
 
     config: LMConfig
     mixer: str
@@ -47,7 +48,8 @@ class Block(nn.Module):
             mode=mode, state=state, position=position, cache_len=cache_len, train=train,
         )
         x = x + drop(mixed.astype(jnp.float32))
-        x = x + drop(MLP(c, name="mlp")(layer_norm(c, "norm2")(x)).astype(jnp.float32))
+        if c.mlp_width:
+            x = x + drop(MLP(c, name="mlp")(layer_norm(c, "norm2")(x)).astype(jnp.float32))
         return x, new_state
 
 
