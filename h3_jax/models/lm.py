@@ -60,6 +60,8 @@ class LM(nn.Module):
     `train=True`, which needs `rngs={"dropout": key}`. The modes "prefill" (tokens (B, L)) and
     "step" (tokens (B,), with `state`) are the recurrent views behind h3_jax.generate; they
     return (logits, state). Out-of-range token ids: see h3_jax.models.tokens.
+    `head_positions` (B, M) int, whole-sequence modes only: logits (B, M, V) at just those
+    positions, so a large vocabulary costs only where there are labels (MQAR: 4 of 64).
     """
 
     config: LMConfig
@@ -72,8 +74,11 @@ class LM(nn.Module):
         train: bool = False,
         state=None,
         cache_len: int | None = None,
+        head_positions: Int[Array, "B M"] | None = None,
     ):
         check_mode(mode)
+        if head_positions is not None and mode not in SEQUENCE_MODES:
+            raise ValueError(f"head_positions: only for modes {SEQUENCE_MODES}, got {mode!r}")
         c = self.config
         check_token_ids(tokens, c.vocab_size)
         step = mode == "step"
@@ -105,6 +110,8 @@ class LM(nn.Module):
             )
             layer_states.append(s)
         x = layer_norm(c, "ln_f")(x)
+        if head_positions is not None:
+            x = jnp.take_along_axis(x, head_positions[..., None], axis=1)
         dtype = compute_dtype(c)
         logits = jnp.dot(x.astype(dtype), embedding.T.astype(dtype)).astype(jnp.float32)
         if mode in SEQUENCE_MODES:

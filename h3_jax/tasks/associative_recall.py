@@ -73,6 +73,11 @@ class AssociativeRecallTask:
         return self.input_seq_len // 2
 
     @property
+    def labels_per_example(self) -> int:
+        """Most labelled (mask True) positions in one train example."""
+        return self.seq_len if self.train_mask == "all" else 1
+
+    @property
     def seq_len(self) -> int:
         """Model input length: 2 (n // 2) + 2."""
         return 2 * self.num_pairs + 2

@@ -73,6 +73,11 @@ class InductionHeadTask:
         return cdf / cdf[-1]
 
     @property
+    def labels_per_example(self) -> int:
+        """Most labelled (mask True) positions in one train example."""
+        return self.seq_len if self.train_mask == "all" else 1
+
+    @property
     def seq_len(self) -> int:
         """Model input length: n + 1."""
         return self.input_seq_len + 1

@@ -105,6 +105,11 @@ class MQARTask:
             )
 
     @property
+    def labels_per_example(self) -> int:
+        """Most labelled (mask True) positions in one example: its queries."""
+        return self.num_kv_pairs
+
+    @property
     def context_len(self) -> int:
         """C = 2 kv num_passes."""
         return 2 * self.num_kv_pairs * self.num_passes

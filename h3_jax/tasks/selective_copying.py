@@ -66,6 +66,11 @@ class SelectiveCopyingTask:
         checks.require_int(task, "num_test_examples", self.num_test_examples, 1)
 
     @property
+    def labels_per_example(self) -> int:
+        """Most labelled (mask True) positions in one example: the markers."""
+        return self.num_tokens
+
+    @property
     def marker_id(self) -> int:
         return self.vocab_size - 1
 

@@ -5,6 +5,10 @@ permutation seeded by (data_seed, epoch); the last partial batch of an epoch is 
 batch has the same shape and splits evenly over the devices.
 "stream": `task.batch(data_seed, step, batch_size)`, fresh examples for every step.
 The test set is always the task's fixed test set.
+
+`labels_per_example` (train) and `test_labels_per_example` bound the labelled positions of a row;
+the train and eval steps use them to run the LM head at those positions only. Every train batch
+is checked against the bound, since a row with more labels would lose some silently.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ def stack(batches: list[tasks.Batch]) -> tasks.Batch:
 class TrainData:
     def __init__(self, task: Any, kind: str, data_seed: int, batch_size: int):
         self.task, self.kind, self.seed, self.batch_size = task, kind, data_seed, batch_size
+        self.labels_per_example = int(task.labels_per_example)
         train, self.test = task.dataset(data_seed)
+        self.test_labels_per_example = max_labels(self.test)
         self.train = train if kind == "fixed" else None
         self._epoch, self._perm = -1, None
         if self.train is not None:
@@ -35,17 +41,29 @@ class TrainData:
 
     def batch(self, step: int) -> tasks.Batch:
         if self.train is None:
-            return self.task.batch(self.seed, step, self.batch_size)
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._epoch, self._perm = epoch, rng.permutation(len(self.train.inputs))
-        rows = self._perm[within * self.batch_size : (within + 1) * self.batch_size]
-        return tasks.Batch(*(part[rows] for part in self.train))
+            batch = self.task.batch(self.seed, step, self.batch_size)
+        else:
+            epoch, within = divmod(step, self.steps_per_epoch)
+            if epoch != self._epoch:
+                rng = np.random.default_rng([self.seed, epoch])
+                self._epoch, self._perm = epoch, rng.permutation(len(self.train.inputs))
+            rows = self._perm[within * self.batch_size : (within + 1) * self.batch_size]
+            batch = tasks.Batch(*(part[rows] for part in self.train))
+        if max_labels(batch) > self.labels_per_example:
+            raise ValueError(
+                f"{self.task.name}: a train example has {max_labels(batch)} labelled positions, "
+                f"more than its labels_per_example={self.labels_per_example}"
+            )
+        return batch
 
     def chunk(self, step: int, k: int) -> tasks.Batch:
         """Batches of steps step..step+k-1 stacked: leaves (k, B, L)."""
         return stack([self.batch(s) for s in range(step, step + k)])
+
+
+def max_labels(batch: tasks.Batch) -> int:
+    """The most labelled (mask True) positions in one row of `batch`."""
+    return int(batch.mask.sum(axis=-1).max(initial=0))
 
 
 def padded_chunks(batch: tasks.Batch, size: int) -> list[tasks.Batch]:

@@ -45,16 +45,18 @@ def make_replica_train_step(
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
     mode: str,
+    labels_per_example: int | None = None,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """Jitted: (state (R, ...), batches (R, k, B, L)) -> (state, metrics (R, k)); state donated."""
-    return jax.jit(jax.vmap(train_steps_fn(model, tx, lr_schedule, mode)), donate_argnums=0)
+    steps = train_steps_fn(model, tx, lr_schedule, mode, labels_per_example)
+    return jax.jit(jax.vmap(steps), donate_argnums=0)
 
 
 def make_replica_eval_step(
-    model: models.LM, mode: str
+    model: models.LM, mode: str, labels_per_example: int | None = None
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
     """Jitted: (params (R, ...), batch (R, b, L)) -> sums of loss, correct, count, each (R,)."""
-    return jax.jit(jax.vmap(eval_step_fn(model, mode)))
+    return jax.jit(jax.vmap(eval_step_fn(model, mode, labels_per_example)))
 
 
 class ReplicaData:
@@ -62,6 +64,8 @@ class ReplicaData:
 
     def __init__(self, task: Any, kind: str, data_seeds: Sequence[int], batch_size: int):
         self.replicas = [TrainData(task, kind, seed, batch_size) for seed in data_seeds]
+        self.labels_per_example = self.replicas[0].labels_per_example
+        self.test_labels_per_example = max(d.test_labels_per_example for d in self.replicas)
 
     def chunk(self, step: int, k: int) -> tasks.Batch:
         """Leaves (R, k, B, L): replica r's batches of steps step..step+k-1."""

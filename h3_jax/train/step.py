@@ -48,27 +48,44 @@ def masked_loss_and_accuracy(
     return jnp.sum(ce * weight), jnp.sum(correct * weight), jnp.sum(weight), ce
 
 
+def labelled_logits(
+    model: models.LM, params, batch: tasks.Batch, labels_per_example: int | None, **apply_kwargs
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(logits, targets, mask) at the labelled positions only, when a row has at most
+    `labels_per_example` = M < L of them (logits (B, M, V)); else at every position (B, L, V).
+    The result of the masked loss is the same either way; the LM head then costs M / L."""
+    length = batch.inputs.shape[-1]
+    if labels_per_example is None or labels_per_example >= length:
+        return model.apply({"params": params}, batch.inputs, **apply_kwargs), batch.targets, batch.mask
+    # The labelled positions first, in order (a stable sort of the unlabelled flag), then fillers.
+    positions = jnp.argsort(~batch.mask, axis=-1, stable=True)[:, :labels_per_example]
+    logits = model.apply({"params": params}, batch.inputs, head_positions=positions, **apply_kwargs)
+    pick = lambda a: jnp.take_along_axis(a, positions, axis=-1)  # noqa: E731
+    return logits, pick(batch.targets), pick(batch.mask)
+
+
 def train_steps_fn(
     model: models.LM,
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
     mode: str,
+    labels_per_example: int | None = None,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """The pure (unjitted) k-step function behind `make_train_step`, for callers that
-    transform it further (e.g. `vmap` over replicas) before compiling."""
+    transform it further (e.g. `vmap` over replicas) before compiling. With
+    `labels_per_example` (an upper bound on mask True per row, see `labelled_logits`) the LM
+    head runs only at the labelled positions."""
 
     def one_step(state: State, batch: tasks.Batch) -> tuple[State, Metrics]:
         step = state["step"]
         dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
 
         def loss_fn(params):
-            logits = model.apply(
-                {"params": params}, batch.inputs, mode=mode, train=True,
+            logits, targets, mask = labelled_logits(
+                model, params, batch, labels_per_example, mode=mode, train=True,
                 rngs={"dropout": dropout_key},
             )
-            loss_sum, correct, count, _ = masked_loss_and_accuracy(
-                logits, batch.targets, batch.mask
-            )
+            loss_sum, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
             count = jnp.maximum(count, 1.0)
             return loss_sum / count, correct / count
 
@@ -99,32 +116,33 @@ def make_train_step(
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
     mode: str,
+    labels_per_example: int | None = None,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """A jitted function running k optimizer steps on a stack of k batches, state donated.
 
     The batch leaves are (k, B, L); the metrics come back as (k,) arrays, one entry per step.
     Fusing k steps into one `lax.scan` pays the per-call dispatch cost once per k steps.
     """
-    return jax.jit(train_steps_fn(model, tx, lr_schedule, mode), donate_argnums=0)
+    return jax.jit(
+        train_steps_fn(model, tx, lr_schedule, mode, labels_per_example), donate_argnums=0
+    )
 
 
 def eval_step_fn(
-    model: models.LM, mode: str
+    model: models.LM, mode: str, labels_per_example: int | None = None
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
     """The pure (unjitted) eval function behind `make_eval_step`."""
 
     def eval_step(params: Any, batch: tasks.Batch) -> dict[str, jax.Array]:
-        logits = model.apply({"params": params}, batch.inputs, mode=mode)
-        loss_sum, correct, count, _ = masked_loss_and_accuracy(
-            logits, batch.targets, batch.mask
-        )
+        logits, targets, mask = labelled_logits(model, params, batch, labels_per_example, mode=mode)
+        loss_sum, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
         return {"loss_sum": loss_sum, "correct": correct, "count": count}
 
     return eval_step
 
 
 def make_eval_step(
-    model: models.LM, mode: str
+    model: models.LM, mode: str, labels_per_example: int | None = None
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
     """A jitted function: (params, batch) -> sums of loss, correct and count over the mask."""
-    return jax.jit(eval_step_fn(model, mode))
+    return jax.jit(eval_step_fn(model, mode, labels_per_example))
