@@ -1,0 +1,198 @@
+"""Running a study as named cells: one run config each, its seeds trained together (vmapped), a
+JSON per finished cell, resume from checkpoints, a time budget, and cells in parallel workers.
+
+A study script (synthetics.py, mqar.py) names its cells and their configs and writes its own
+report; `add_arguments` and `run_study` do the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from h3_jax.train.config import to_jsonable
+from h3_jax.train.replica_run import train_replicas
+from h3_jax.train.run_config import RunConfig, apply_overrides
+from h3_jax.train.workdir import environment, write_json
+
+ConfigFor = Callable[[str, "int | None", "list[str]"], RunConfig]  # (cell, steps, overrides)
+
+
+def shortened(config: RunConfig, steps: int | None) -> RunConfig:
+    """`config` cut to `steps` (rounded up to whole compiled calls), its warmup, eval and
+    checkpoint cadence scaled to match, so the schedule keeps its shape."""
+    if steps is None:
+        return config
+    t, k = config.train, config.train.steps_per_call
+    steps = max(k, -(-steps // k) * k)
+    eval_every = max(k, (steps // 10) // k * k)
+    warmup = round(config.optim.warmup_steps * steps / t.steps)
+    return apply_overrides(config, [
+        f"train.steps={steps}", f"train.eval_every={eval_every}",
+        f"train.checkpoint_every={2 * eval_every}", f"optim.warmup_steps={warmup}",
+    ])
+
+
+def add_arguments(parser: argparse.ArgumentParser, cells: tuple[str, ...], name: str) -> None:
+    parser.add_argument("--cells", default=",".join(cells),
+                        help="comma-separated cell names, or all")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, trained together")
+    parser.add_argument("--steps", type=int, default=None, help="shorten every cell (smoke runs)")
+    parser.add_argument("--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="applied to every cell (repeatable), e.g. model.d_model=16")
+    parser.add_argument("--stop-at", type=lambda v: None if v == "none" else float(v),
+                        default=1.0, help="stop a cell once every seed's test accuracy is at "
+                        "least this (default 1.0: the best accuracy can no longer change); none")
+    parser.add_argument("--out-dir", default=os.path.join("experiments", "results"))
+    parser.add_argument("--name", default=name, help="report file stem")
+    parser.add_argument("--workdir", default=os.path.join("runs", name),
+                        help="checkpoints of cells in progress")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="pause (checkpointed) at the first evaluation past this many "
+                        "minutes; the same command continues")
+    parser.add_argument("--force", action="store_true", help="rerun finished cells")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells trained at a time, each in a process pinned to one core")
+    parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)  # set in workers
+
+
+def run_study(
+    parser: argparse.ArgumentParser,
+    all_cells: tuple[str, ...],
+    config_for: ConfigFor,
+    write_report: Callable[[str, str], list[str]],
+) -> None:
+    """Parse the arguments of `add_arguments`, train the chosen cells, rewrite the report."""
+    args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs: must be >= 1, got {args.jobs}")
+    cells = list(all_cells) if args.cells == "all" else args.cells.split(",")
+    unknown = [c for c in cells if c not in all_cells]
+    if unknown:
+        parser.error(f"unknown cells {unknown}; cells: {', '.join(all_cells)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cell_dir = os.path.join(args.out_dir, args.name)
+    os.makedirs(cell_dir, exist_ok=True)
+    if args.cpu is not None and args.cpu >= 0:
+        os.sched_setaffinity(0, {args.cpu})  # before XLA starts its threads, which inherit it
+    deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
+    if args.jobs > 1:
+        cost = {c: config_for(c, args.steps, args.override).train.steps for c in cells}
+        run_in_workers(sorted(cells, key=lambda c: -cost[c]), args.jobs, deadline)
+    else:
+        for cell in cells:
+            if deadline is not None and time.time() > deadline:
+                print(f"time budget spent before {cell}; run the same command again to continue")
+                break
+            config = config_for(cell, args.steps, args.override)
+            if not run_cell(cell, config, args, seeds, cell_dir, deadline):
+                break
+    if args.cpu is None:  # a worker leaves the report to its parent
+        for path in write_report(cell_dir, os.path.join(args.out_dir, args.name)):
+            print(f"wrote {path}")
+
+
+def cell_is_done(path: str, config: RunConfig, seeds: list[int], stop_at: float | None) -> bool:
+    """Whether `path` holds this very cell: same config, seeds and stopping rule."""
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        done = json.load(f)
+    same_config = done["config"] == json.loads(json.dumps(to_jsonable(config)))
+    return same_config and done["seeds"] == seeds and done.get("stop_at") == stop_at
+
+
+def run_cell(
+    cell: str, config: RunConfig, args: argparse.Namespace, seeds: list[int], cell_dir: str,
+    deadline: float | None,
+) -> bool:
+    """Train and store one cell as `<cell_dir>/<cell>.json`; False if it paused at the deadline."""
+    path = os.path.join(cell_dir, f"{cell}.json")
+    if not args.force and cell_is_done(path, config, seeds, args.stop_at):
+        print(f"{cell}: done already ({path}), skipped")
+        return True
+    tag = hashlib.sha1(json.dumps([to_jsonable(config), seeds, args.stop_at]).encode())
+    workdir = os.path.join(args.workdir, f"{cell}-{tag.hexdigest()[:10]}")
+    if args.force and os.path.exists(workdir):
+        raise SystemExit(f"--force: remove {workdir} first so the cell starts from scratch")
+    print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = train_replicas(config, seeds, workdir=workdir, stop_at=args.stop_at,
+                            deadline=deadline, show_progress=args.progress)
+    if result["paused"]:
+        print(f"{cell}: time budget spent, paused at step {result['step']} (checkpoint in "
+              f"{workdir}); run the same command again to continue", flush=True)
+        return False
+    best = result["best_test_accuracy"]
+    print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
+          f"at steps {result['best_step']}, {result['final_step']} steps, "
+          f"{result['elapsed_s']:.0f} s, {result['steps_per_s']:.0f} steps/s", flush=True)
+    write_json(path, {
+        "cell": cell,
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "started": started,
+        "steps_override": args.steps,
+        "overrides": args.override,
+        "stop_at": args.stop_at,
+        "config": to_jsonable(config),
+        "environment": environment(),
+        "load_avg": os.getloadavg(),
+        **result,
+    })
+    return True
+
+
+def run_in_workers(cells: list[str], jobs: int, deadline: float | None) -> None:
+    """Each cell in a child process of the same script (`--cells CELL --jobs 1 --cpu K`), `jobs`
+    at a time, in the given order. A child that fails stops the launching of new ones."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    base = _drop_options(sys.argv[1:], ("--cells", "--jobs", "--cpu", "--budget-minutes"))
+    script = os.path.abspath(sys.argv[0])
+    pending = list(cells)
+    running: dict[int, tuple[str, subprocess.Popen]] = {}  # slot -> (cell, process)
+    failed = []
+    while pending or running:
+        for slot in [s for s in range(jobs) if s not in running]:
+            if not pending or failed or (deadline is not None and time.time() > deadline):
+                break
+            cell = pending.pop(0)
+            command = [sys.executable, script, *base, "--cells", cell, "--jobs", "1",
+                       "--cpu", str(cores[slot % len(cores)] if cores else -1)]
+            if deadline is not None:
+                command += ["--budget-minutes", f"{max(deadline - time.time(), 0.0) / 60:.3f}"]
+            print(f"{cell}: started in worker {slot}", flush=True)
+            running[slot] = (cell, subprocess.Popen(command))
+        time.sleep(1.0)
+        for slot, (cell, process) in list(running.items()):
+            if process.poll() is not None:
+                del running[slot]
+                if process.returncode != 0:
+                    failed.append(cell)
+                    print(f"{cell}: worker exited with status {process.returncode}", flush=True)
+        if not running and pending and (failed or (deadline is not None and time.time() > deadline)):
+            print(f"not started: {', '.join(pending)}; run the same command again to continue")
+            break
+    if failed:
+        raise SystemExit(f"failed cells: {', '.join(failed)}")
+
+
+def _drop_options(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """argv without the given options, in both the `--option value` and `--option=value` forms."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        elif not a.startswith(tuple(f"{o}=" for o in options)):
+            out.append(a)
+    return out

@@ -1,0 +1,175 @@
+"""MQAR (multi-query associative recall) on the Zoology Figure 2 settings, H3 against attention.
+
+Cells are `<mixer>-L<L>-d<d_model>-lr<lr>`: the `h3-mqar` / `attention-mqar` presets (V=8192,
+100,000 train and 3,000 test examples, filler 0, mixer-only 2-layer models, H3 with d_state = L
+and head_dim 2, one-head attention with learned positions) at (L, kv) in {(64, 4), (128, 8)} and
+d_model in {64, 128}, over a learning-rate sweep. The report takes the best rate per setting, as
+Zoology's figure does, and prints Zoology's numbers beside ours.
+
+Scaled down for a 2-core CPU (the report says so): batch 64 instead of 512, 6,000 steps per cell
+(about 4 of Zoology's 64 epochs) with the cosine schedule over them, the middle two of Zoology's
+four rates by default (`--cells all` for the four), one seed; a cell stops once its test accuracy
+passes 99% (Zoology's early stop).
+
+    python experiments/mqar.py [--jobs 2] [--cells all|CELL,...] [--steps N]
+        [--budget-minutes M] [--seeds 0] [--out-dir experiments/results] [--name mqar]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+from h3_jax.presets import get_preset
+from h3_jax.train.run_config import RunConfig, apply_overrides
+from h3_jax.train.workdir import write_json
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cells import add_arguments, run_study, shortened  # noqa: E402
+
+MIXERS = ("h3", "attention")
+SETTINGS = ((64, 4), (128, 8))  # (L, kv pairs)
+WIDTHS = (64, 128)
+ZOOLOGY_LRS = (1e-4, 4.64e-4, 2.15e-3, 1e-2)  # logspace(-4, -2, 4)
+DEFAULT_LRS = ZOOLOGY_LRS[1:3]
+STEPS = 6_000
+# Zoology Figure 2 (best rate, validation accuracy, read from the figure to about +-0.03).
+ZOOLOGY = {("attention", 64, 64): 1.00, ("attention", 64, 128): 1.00,
+           ("attention", 128, 64): 1.00, ("attention", 128, 128): 1.00,
+           ("h3", 64, 64): 0.93, ("h3", 64, 128): 1.00, ("h3", 128, 64): 0.25,
+           ("h3", 128, 128): 0.74}
+
+
+def cell_name(mixer: str, L: int, d: int, lr: float) -> str:
+    return f"{mixer}-L{L}-d{d}-lr{lr:.3g}"
+
+
+ALL_CELLS = {
+    cell_name(m, L, d, lr): (m, L, kv, d, lr)
+    for m in MIXERS for L, kv in SETTINGS for d in WIDTHS for lr in ZOOLOGY_LRS
+}
+DEFAULT_CELLS = tuple(c for c, (_, _, _, _, lr) in ALL_CELLS.items() if lr in DEFAULT_LRS)
+
+
+def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
+    mixer, L, kv, d, lr = ALL_CELLS[cell]
+    setting = [f"task.seq_len={L}", f"task.num_kv_pairs={kv}", f"model.d_model={d}",
+               f"optim.lr={lr}", f"train.steps={STEPS}"]
+    setting.append(f"model.d_state={L}" if mixer == "h3" else f"model.max_position_embeddings={L}")
+    config = apply_overrides(get_preset(f"{mixer}-mqar"), setting)
+    # The preset's 20,000-step cadence, scaled to STEPS (or --steps), then the user's overrides.
+    config = shortened(config, STEPS if steps is None else steps)
+    return apply_overrides(config, overrides)
+
+
+def load_cells(cell_dir: str) -> dict[str, dict]:
+    found = {}
+    for path in sorted(glob.glob(os.path.join(cell_dir, "*.json"))):
+        with open(path) as f:
+            data = json.load(f)
+        if data["cell"] in ALL_CELLS:
+            found[data["cell"]] = data
+    return found
+
+
+def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]:
+    """(mixer, L, d) -> the best rate's cell: mean over seeds of the best test accuracy."""
+    best: dict[tuple[str, int, int], dict] = {}
+    for cell, data in cells.items():
+        mixer, L, _, d, lr = ALL_CELLS[cell]
+        accuracy = float(np.mean(data["best_test_accuracy"]))
+        key = (mixer, L, d)
+        if key not in best or accuracy > best[key]["accuracy"]:
+            best[key] = {"accuracy": accuracy, "lr": lr, "cell": cell,
+                         "steps": data["final_step"], "elapsed_s": data["elapsed_s"]}
+    return best
+
+
+def write_report(cell_dir: str, stem: str) -> list[str]:
+    cells = load_cells(cell_dir)
+    best = best_per_setting(cells)
+    lrs = sorted({ALL_CELLS[c][4] for c in cells})
+    steps = sorted({d["config"]["train"]["steps"] for d in cells.values()})
+    examples = sorted({(d["config"]["task"]["num_examples"], d["config"]["task"]["num_test_examples"])
+                       for d in cells.values()})
+    lines = [
+        "# MQAR (Zoology Figure 2 settings): H3 against attention",
+        "",
+        f"Best test accuracy over the evaluations, best of the rates {', '.join(f'{x:g}' for x in lrs)}"
+        f" (mean over seeds); Zoology's Figure 2 (read from the plot, +-0.03) after the slash. "
+        f"V=8192, {', '.join(f'{a:,} train / {b:,} test' for a, b in examples)} examples, filler "
+        "0, 2 mixer-only layers. Scaled down "
+        f"for a 2-core CPU: batch 64 (Zoology 512), {', '.join(map(str, steps))} steps per cell "
+        "(Zoology: 64 epochs of batch 512, about 12,500 steps, 8x the examples per step), early "
+        "stop above 99%.",
+        "",
+        "| L (kv) | model | " + " | ".join(f"d={d}" for d in WIDTHS) + " |",
+        "|---|---|" + "---|" * len(WIDTHS),
+    ]
+    for L, kv in SETTINGS:
+        for mixer in MIXERS:
+            row = []
+            for d in WIDTHS:
+                b = best.get((mixer, L, d))
+                ours = "-" if b is None else f"{b['accuracy']:.2f} (lr {b['lr']:g})"
+                row.append(f"{ours} / {ZOOLOGY[(mixer, L, d)]:.2f}")
+            lines.append(f"| {L} ({kv}) | {mixer} | " + " | ".join(row) + " |")
+    lines += ["", "Every cell:", "", "| cell | best accuracy | steps | time (s) |", "|---|---:|---:|---:|"]
+    for cell, data in sorted(cells.items()):
+        lines.append(f"| {cell} | {np.mean(data['best_test_accuracy']):.3f} | "
+                     f"{data['final_step']} | {data['elapsed_s']:.0f} |")
+    commands = sorted({d["command"] for d in cells.values()})
+    lines += ["", "Commands:", ""] + [f"- `{c}`" for c in commands]
+    files = [stem + ".md", stem + ".json"]
+    with open(files[0], "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_json(files[1], {
+        "best": {f"{m}-L{L}-d{d}": v for (m, L, d), v in best.items()},
+        "zoology": {f"{m}-L{L}-d{d}": v for (m, L, d), v in ZOOLOGY.items()},
+        "cells": cells,
+    })
+    files.append(plot(best, stem + ".png"))
+    return [f for f in files if f]
+
+
+def plot(best: dict, path: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot (pip install -e '.[bench]')")
+        return None
+    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4 * len(SETTINGS), 3.5), sharey=True)
+    for ax, (L, kv) in zip(np.atleast_1d(axes), SETTINGS):
+        for mixer, color in zip(MIXERS, ("C0", "C1")):
+            ours = [(d, best[(mixer, L, d)]["accuracy"]) for d in WIDTHS if (mixer, L, d) in best]
+            if ours:
+                ax.plot(*zip(*ours), "o-", color=color, label=f"{mixer} (h3-jax)")
+            ax.plot(WIDTHS, [ZOOLOGY[(mixer, L, d)] for d in WIDTHS], "s--", color=color,
+                    alpha=0.5, label=f"{mixer} (Zoology)")
+        ax.set(title=f"L={L}, {kv} pairs", xlabel="d_model", xscale="log", ylim=(0, 1.02))
+        ax.set_xticks(WIDTHS, [str(d) for d in WIDTHS])
+    np.atleast_1d(axes)[0].set_ylabel("best test accuracy")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser, DEFAULT_CELLS, "mqar")
+    parser.set_defaults(seeds="0", stop_at=0.99)
+    run_study(parser, tuple(ALL_CELLS), config_for, write_report)
+
+
+if __name__ == "__main__":
+    main()

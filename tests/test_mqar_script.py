@@ -1,0 +1,38 @@
+"""experiments/mqar.py end to end on one tiny cell: the cell JSON, the report beside Zoology's
+numbers; unknown cells are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "experiments", "mqar.py")
+
+
+def test_mqar_script_one_cell(tmp_path):
+    command = [
+        sys.executable, SCRIPT, "--cells", "attention-L64-d64-lr0.00215", "--steps", "10",
+        "--out-dir", str(tmp_path / "results"), "--workdir", str(tmp_path / "runs"),
+        "--no-progress", "--override=task.num_examples=128", "--override=task.num_test_examples=32",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / "mqar.json").read_text())
+    cell = report["cells"]["attention-L64-d64-lr0.00215"]
+    assert cell["final_step"] == 10 and cell["seeds"] == [0] and cell["stop_at"] == 0.99
+    config = cell["config"]
+    assert (config["task"]["seq_len"], config["task"]["num_kv_pairs"]) == (64, 4)
+    assert config["model"]["d_inner"] == 0 and config["optim"]["lr"] == 0.00215
+    assert report["best"]["attention-L64-d64"]["lr"] == 0.00215
+    text = (tmp_path / "results" / "mqar.md").read_text()
+    assert "128 train / 32 test" in text and "/ 0.93" in text
+    assert (tmp_path / "results" / "mqar.png").exists()
+
+
+def test_mqar_script_unknown_cell():
+    run = subprocess.run([sys.executable, SCRIPT, "--cells", "h3-L32-d64-lr0.001"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "unknown cells" in run.stderr
