@@ -160,9 +160,10 @@ def run_in_workers(cells: list[str], jobs: int, deadline: float | None) -> None:
     pending = list(cells)
     running: dict[int, tuple[str, subprocess.Popen]] = {}  # slot -> (cell, process)
     failed = []
+    past_deadline = lambda: deadline is not None and time.time() > deadline  # noqa: E731
     while pending or running:
         for slot in [s for s in range(jobs) if s not in running]:
-            if not pending or failed or (deadline is not None and time.time() > deadline):
+            if not pending or failed or past_deadline():
                 break
             cell = pending.pop(0)
             command = [sys.executable, script, *base, "--cells", cell, "--jobs", "1",
@@ -178,7 +179,7 @@ def run_in_workers(cells: list[str], jobs: int, deadline: float | None) -> None:
                 if process.returncode != 0:
                     failed.append(cell)
                     print(f"{cell}: worker exited with status {process.returncode}", flush=True)
-        if not running and pending and (failed or (deadline is not None and time.time() > deadline)):
+        if not running and pending and (failed or past_deadline()):
             print(f"not started: {', '.join(pending)}; run the same command again to continue")
             break
     if failed:

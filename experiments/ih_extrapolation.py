@@ -113,8 +113,8 @@ def write_report(results: dict, stem: str) -> list[str]:
         "| eval time (s) | " + " | ".join(f"{rows[str(e)]['seconds']:.1f}"
                                           for e in exponents) + " |",
         "",
-        f"Training: {results['train']['final_step']} steps in {results['train']['elapsed_s']:.0f} s "
-        f"({results['train']['compile_s']:.0f} s compiling); best test accuracy at length 256 "
+        f"Training: {results['train']['final_step']} steps in "
+        f"{results['train']['elapsed_s']:.0f} s ({results['train']['compile_s']:.0f} s compiling); best test accuracy at length 256 "
         f"during training: {_percent(results['train']['best_test_accuracy'])}.",
         "",
         f"Command: `{results['command']}`",

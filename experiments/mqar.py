@@ -95,13 +95,13 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
     best = best_per_setting(cells)
     lrs = sorted({ALL_CELLS[c][4] for c in cells})
     steps = sorted({d["config"]["train"]["steps"] for d in cells.values()})
-    examples = sorted({(d["config"]["task"]["num_examples"], d["config"]["task"]["num_test_examples"])
-                       for d in cells.values()})
+    tasks = [d["config"]["task"] for d in cells.values()]
+    examples = sorted({(t["num_examples"], t["num_test_examples"]) for t in tasks})
     lines = [
         "# MQAR (Zoology Figure 2 settings): H3 against attention",
         "",
-        f"Best test accuracy over the evaluations, best of the rates {', '.join(f'{x:g}' for x in lrs)}"
-        f" (mean over seeds); Zoology's Figure 2 (read from the plot, +-0.03) after the slash. "
+        "Best test accuracy over the evaluations, best of the rates "
+        f"{', '.join(f'{x:g}' for x in lrs)} (mean over seeds); Zoology's Figure 2 (read from the plot, +-0.03) after the slash. "
         f"V=8192, {', '.join(f'{a:,} train / {b:,} test' for a, b in examples)} examples, filler "
         "0, 2 mixer-only layers. Scaled down "
         f"for a 2-core CPU: batch 64 (Zoology 512), {', '.join(map(str, steps))} steps per cell "
@@ -119,7 +119,8 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
                 ours = "-" if b is None else f"{b['accuracy']:.2f} (lr {b['lr']:g})"
                 row.append(f"{ours} / {ZOOLOGY[(mixer, L, d)]:.2f}")
             lines.append(f"| {L} ({kv}) | {mixer} | " + " | ".join(row) + " |")
-    lines += ["", "Every cell:", "", "| cell | best accuracy | steps | time (s) |", "|---|---:|---:|---:|"]
+    lines += ["", "Every cell:", "", "| cell | best accuracy | steps | time (s) |",
+              "|---|---:|---:|---:|"]
     for cell, data in sorted(cells.items()):
         lines.append(f"| {cell} | {np.mean(data['best_test_accuracy']):.3f} | "
                      f"{data['final_step']} | {data['elapsed_s']:.0f} |")

@@ -44,8 +44,9 @@ def test_labelled_head_equals_full_head(task_name):
         total, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
         return total / count, (correct, count, logits.shape)
 
-    (full, (c_full, n_full, shape_full)), g_full = jax.value_and_grad(loss, has_aux=True)(params, None)
-    (part, (c_part, n_part, shape_part)), g_part = jax.value_and_grad(loss, has_aux=True)(params, bound)
+    grad = jax.value_and_grad(loss, has_aux=True)
+    (full, (c_full, n_full, shape_full)), g_full = grad(params, None)
+    (part, (c_part, n_part, shape_part)), g_part = grad(params, bound)
     assert shape_full[1] == batch.inputs.shape[-1] and shape_part[1] == bound
     np.testing.assert_allclose(part, full, rtol=1e-6)
     assert float(c_part) == float(c_full) and float(n_part) == float(n_full)

@@ -56,7 +56,8 @@ def labelled_logits(
     The result of the masked loss is the same either way; the LM head then costs M / L."""
     length = batch.inputs.shape[-1]
     if labels_per_example is None or labels_per_example >= length:
-        return model.apply({"params": params}, batch.inputs, **apply_kwargs), batch.targets, batch.mask
+        logits = model.apply({"params": params}, batch.inputs, **apply_kwargs)
+        return logits, batch.targets, batch.mask
     # The labelled positions first, in order (a stable sort of the unlabelled flag), then fillers.
     positions = jnp.argsort(~batch.mask, axis=-1, stable=True)[:, :labels_per_example]
     logits = model.apply({"params": params}, batch.inputs, head_positions=positions, **apply_kwargs)
