@@ -99,8 +99,9 @@ def markdown(cells: dict[str, dict], cell_dir: str) -> str:
     wall = sum(d["elapsed_s"] for d in cells.values())
     estimates = [full_length_estimate_s(d) for d in cells.values()]
     lines += ["", "## Wall time", "",
-              f"Measured: {wall:.0f} s for the {len(cells)} cell(s) above "
-              f"(load average at the end of each cell: "
+              f"Measured: {wall:.0f} s of cell time, summed over the {len(cells)} cell(s) above "
+              "(with `--jobs J` up to J cells run side by side, so the wall clock is shorter; "
+              "load average at the end of each cell: "
               + ", ".join(f"{c} {d['load_avg'][0]:.1f}" for c, d in cells.items()) + ")."]
     if all(e is not None for e in estimates):
         lines.append(
