@@ -32,13 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from h3_jax import generate
+from h3_jax.presets import get_preset
 from h3_jax.train.config import to_jsonable
 from h3_jax.train.loop import train
 from h3_jax.train.restore import load_state
+from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.workdir import SUMMARY, environment, has_run, path, write_json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synthetics import cell_config  # noqa: E402
+from cells import shortened  # noqa: E402
 
 PRESET = "h3-ih-extrap"
 # Mamba paper, Table 11: H3 (153K params) trained at 2^8, test accuracy (%) by log2 length;
@@ -171,7 +173,7 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
 
-    config = cell_config(PRESET, args.steps, args.override)
+    config = shortened(apply_overrides(get_preset(PRESET), args.override), args.steps)
     tag = hashlib.sha1(json.dumps(to_jsonable(config)).encode()).hexdigest()[:10]
     workdir = os.path.join(args.workdir, f"{PRESET}-{tag}")
     os.makedirs(workdir, exist_ok=True)
