@@ -1,6 +1,11 @@
-"""Shared test helpers: random SSMs, a float64 switch and the jit / no-jit variants."""
+"""Shared test helpers: random SSMs, a float64 switch, the jit / no-jit variants, and a runner
+for the scripts under experiments/."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -46,3 +51,22 @@ def maybe_jit(request):
         return jax.jit(fn, static_argnames=static_argnames) if request.param else fn
 
     return wrap
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def run_script(tmp_path_factory):
+    """run_script(name, *args, timeout=300): `python experiments/<name>.py args` in a subprocess.
+
+    The processes share one persistent compilation cache, so a second run of the same script
+    (the "skips finished work" checks) does not pay for compiling again."""
+    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache"))}
+
+    def run(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        script = os.path.join(ROOT, "experiments", f"{name}.py")
+        return subprocess.run([sys.executable, script, *args], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    return run

@@ -5,23 +5,18 @@ same numbers."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["model.d_model=8", "model.n_layer=1", "model.d_state=4", "model.d_inner=16",
         "task.num_examples=100", "task.num_test_examples=40"]
 
 
-def test_ih_extrapolation_script(tmp_path):
-    command = [
-        sys.executable, os.path.join(ROOT, "experiments", "ih_extrapolation.py"),
+def test_ih_extrapolation_script(tmp_path, run_script):
+    args = [
         "--steps", "16", "--lengths", "5", "--examples", "8", "--prefill-len", "16",
         "--out-dir", str(tmp_path / "results"), "--workdir", str(tmp_path / "runs"),
         "--no-progress", *(f"--override={o}" for o in TINY),
     ]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    first = run_script("ih_extrapolation", *args)
     assert first.returncode == 0, first.stderr[-2000:]
     stem = tmp_path / "results" / "ih_extrapolation"
     for ext in ("md", "json", "png"):
@@ -33,7 +28,7 @@ def test_ih_extrapolation_script(tmp_path):
     assert report["config"]["task"]["vocab_size"] == 16 and report["published_h3"]["9"] == 80.9
     assert "Mamba paper" in stem.with_suffix(".md").read_text()
 
-    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    second = run_script("ih_extrapolation", *args)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "training done already" in second.stdout
     again = json.loads(stem.with_suffix(".json").read_text())
@@ -42,10 +37,6 @@ def test_ih_extrapolation_script(tmp_path):
         assert again["lengths"][e]["accuracy"] == report["lengths"][e]["accuracy"]
 
 
-def test_ih_extrapolation_bad_lengths():
-    run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "experiments", "ih_extrapolation.py"),
-         "--lengths", "1-4"],
-        capture_output=True, text=True, timeout=120,
-    )
+def test_ih_extrapolation_bad_lengths(run_script):
+    run = run_script("ih_extrapolation", "--lengths", "1-4", timeout=120)
     assert run.returncode == 2 and "log2 lengths must lie in [2, 24]" in run.stderr

@@ -4,21 +4,14 @@ numbers; unknown cells are refused."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "experiments", "mqar.py")
 
 
-def test_mqar_script_one_cell(tmp_path):
-    command = [
-        sys.executable, SCRIPT, "--cells", "attention-L64-d64-lr0.00215", "--steps", "10",
+def test_mqar_script_one_cell(tmp_path, run_script):
+    run = run_script(
+        "mqar", "--cells", "attention-L64-d64-lr0.00215", "--steps", "10",
         "--out-dir", str(tmp_path / "results"), "--workdir", str(tmp_path / "runs"),
         "--no-progress", "--override=task.num_examples=128", "--override=task.num_test_examples=32",
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads((tmp_path / "results" / "mqar.json").read_text())
     cell = report["cells"]["attention-L64-d64-lr0.00215"]
@@ -32,7 +25,6 @@ def test_mqar_script_one_cell(tmp_path):
     assert (tmp_path / "results" / "mqar.png").exists()
 
 
-def test_mqar_script_unknown_cell():
-    run = subprocess.run([sys.executable, SCRIPT, "--cells", "h3-L32-d64-lr0.001"],
-                         capture_output=True, text=True, timeout=120)
+def test_mqar_script_unknown_cell(run_script):
+    run = run_script("mqar", "--cells", "h3-L32-d64-lr0.001", timeout=120)
     assert run.returncode == 2 and "unknown cells" in run.stderr
