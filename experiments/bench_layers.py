@@ -30,7 +30,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig

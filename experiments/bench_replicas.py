@@ -14,6 +14,9 @@ import json
 import os
 
 import jax
+from step_timing import (
+    time_train_step,  # a sibling module: scripts run as python experiments/NAME.py
+)
 
 from h3_jax import models
 from h3_jax.presets import get_preset
@@ -21,8 +24,6 @@ from h3_jax.train.optim import make_optimizer
 from h3_jax.train.replicas import ReplicaData, init_replicas, make_replica_train_step
 from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.workdir import environment
-
-from step_timing import time_train_step  # a sibling module: scripts run as python experiments/NAME.py
 
 
 def bench(preset: str, replicas: int, steps_per_call: int, seconds: float) -> dict:

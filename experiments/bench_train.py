@@ -18,6 +18,9 @@ import platform
 
 import jax
 import numpy as np
+from step_timing import (
+    time_train_step,  # a sibling module: scripts run as python experiments/NAME.py
+)
 
 from h3_jax import models
 from h3_jax.presets import get_preset
@@ -27,8 +30,6 @@ from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.sharding import make_data_mesh, replicate, shard_batch
 from h3_jax.train.step import init_state, make_train_step
 from h3_jax.train.workdir import environment
-
-from step_timing import time_train_step  # a sibling module: scripts run as python experiments/NAME.py
 
 SETTINGS = {
     "paper-synthetic": [],  # h3-ar as published: d_model 32, L=22, batch 32

@@ -37,10 +37,11 @@ from h3_jax.train.config import to_jsonable
 from h3_jax.train.loop import train
 from h3_jax.train.restore import load_state
 from h3_jax.train.run_config import apply_overrides
-from h3_jax.train.workdir import SUMMARY, environment, has_run, path, write_json
+from h3_jax.train.workdir import SUMMARY, environment, has_run, path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cells import shortened  # noqa: E402
+from reports import pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
 PRESET = "h3-ih-extrap"
 # Mamba paper, Table 11: H3 (153K params) trained at 2^8, test accuracy (%) by log2 length;
@@ -121,17 +122,9 @@ def write_report(results: dict, stem: str) -> list[str]:
         "",
         f"Command: `{results['command']}`",
     ]
-    files = [stem + ".md", stem + ".json"]
-    with open(files[0], "w") as f:
-        f.write("\n".join(lines) + "\n")
-    write_json(files[1], results)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no plot (pip install -e '.[bench]')")
+    files = write_markdown_and_json(stem, lines, results)
+    plt = pyplot()
+    if plt is None:
         return files
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([2**e for e in exponents], [100 * rows[str(e)]["accuracy"] for e in exponents],
@@ -146,9 +139,7 @@ def write_report(results: dict, stem: str) -> list[str]:
     ax.set_xscale("log", base=2)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(stem + ".png", dpi=120)
-    plt.close(fig)
-    return files + [stem + ".png"]
+    return files + [save_figure(fig, stem + ".png")]
 
 
 def _percent(fraction: float | None) -> str:

@@ -19,8 +19,6 @@ V = 30 and 40.
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import sys
 
@@ -28,10 +26,10 @@ import numpy as np
 
 from h3_jax.presets import get_preset
 from h3_jax.train.run_config import RunConfig, apply_overrides
-from h3_jax.train.workdir import write_json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cells import add_arguments, run_study, shortened  # noqa: E402
+from reports import load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
 MIXERS = ("h3", "attention")
 LENGTH = 2048
@@ -75,18 +73,8 @@ def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
     return apply_overrides(shortened(config, steps), overrides)
 
 
-def load_cells(cell_dir: str) -> dict[str, dict]:
-    found = {}
-    for path in sorted(glob.glob(os.path.join(cell_dir, "*.json"))):
-        with open(path) as f:
-            data = json.load(f)
-        if data["cell"] in ALL_CELLS:
-            found[data["cell"]] = data
-    return found
-
-
 def write_report(cell_dir: str, stem: str) -> list[str]:
-    cells = load_cells(cell_dir)
+    cells = load_cells(cell_dir, ALL_CELLS)
     ours = {ALL_CELLS[c]: 100 * float(np.mean(d["best_test_accuracy"]))
             for c, d in cells.items()}
     steps = sorted({d["config"]["train"]["steps"] for d in cells.values()})
@@ -119,10 +107,7 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
                      f"{data['elapsed_s']:.0f} |")
     commands = sorted({d["command"] for d in cells.values()})
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in commands]
-    files = [stem + ".md", stem + ".json"]
-    with open(files[0], "w") as f:
-        f.write("\n".join(lines) + "\n")
-    write_json(files[1], {
+    files = write_markdown_and_json(stem, lines, {
         "ours": {cell_name(m, LENGTH, V): a for (m, V), a in ours.items()},
         "hyena_table_c1": {cell_name(m, LENGTH, V): a for (m, V), a in HYENA_C1.items()},
         "cells": cells,
@@ -132,13 +117,8 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
 
 
 def plot(cells: dict[str, dict], path: str) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no plot (pip install -e '.[bench]')")
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for i, (cell, data) in enumerate(sorted(cells.items())):
@@ -150,9 +130,7 @@ def plot(cells: dict[str, dict], path: str) -> str | None:
            title=f"AR at L={LENGTH} (dashed: Hyena Table C.1)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

@@ -18,8 +18,6 @@ passes 99% (Zoology's early stop).
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import sys
 
@@ -27,10 +25,10 @@ import numpy as np
 
 from h3_jax.presets import get_preset
 from h3_jax.train.run_config import RunConfig, apply_overrides
-from h3_jax.train.workdir import write_json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cells import add_arguments, run_study, shortened  # noqa: E402
+from reports import load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
 MIXERS = ("h3", "attention")
 SETTINGS = ((64, 4), (128, 8))  # (L, kv pairs)
@@ -67,16 +65,6 @@ def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
     return apply_overrides(config, overrides)
 
 
-def load_cells(cell_dir: str) -> dict[str, dict]:
-    found = {}
-    for path in sorted(glob.glob(os.path.join(cell_dir, "*.json"))):
-        with open(path) as f:
-            data = json.load(f)
-        if data["cell"] in ALL_CELLS:
-            found[data["cell"]] = data
-    return found
-
-
 def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]:
     """(mixer, L, d) -> the best rate's cell: mean over seeds of the best test accuracy."""
     best: dict[tuple[str, int, int], dict] = {}
@@ -91,7 +79,7 @@ def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]
 
 
 def write_report(cell_dir: str, stem: str) -> list[str]:
-    cells = load_cells(cell_dir)
+    cells = load_cells(cell_dir, ALL_CELLS)
     best = best_per_setting(cells)
     lrs = sorted({ALL_CELLS[c][4] for c in cells})
     steps = sorted({d["config"]["train"]["steps"] for d in cells.values()})
@@ -126,10 +114,7 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
                      f"{data['final_step']} | {data['elapsed_s']:.0f} |")
     commands = sorted({d["command"] for d in cells.values()})
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in commands]
-    files = [stem + ".md", stem + ".json"]
-    with open(files[0], "w") as f:
-        f.write("\n".join(lines) + "\n")
-    write_json(files[1], {
+    files = write_markdown_and_json(stem, lines, {
         "best": {f"{m}-L{L}-d{d}": v for (m, L, d), v in best.items()},
         "zoology": {f"{m}-L{L}-d{d}": v for (m, L, d), v in ZOOLOGY.items()},
         "cells": cells,
@@ -139,13 +124,8 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
 
 
 def plot(best: dict, path: str) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no plot (pip install -e '.[bench]')")
+    plt = pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4 * len(SETTINGS), 3.5), sharey=True)
     for ax, (L, kv) in zip(np.atleast_1d(axes), SETTINGS):
@@ -160,9 +140,7 @@ def plot(best: dict, path: str) -> str | None:
     np.atleast_1d(axes)[0].set_ylabel("best test accuracy")
     np.atleast_1d(axes)[-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

@@ -3,11 +3,11 @@ and a PNG of test-accuracy curves, rebuilt from the finished cells' JSON files."
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
 import numpy as np
+from reports import load_cells
 
 MIXERS = ("s4d", "gss", "h3", "attention")
 MIXER_NAMES = {"s4d": "S4D", "gss": "GSS", "h3": "H3", "attention": "Attention"}
@@ -20,15 +20,6 @@ PAPER = {
 }
 PAPER_STEPS = {"ih": 62_800, "ar": 31_400}
 PAPER_EVAL_EVERY = 1570
-
-
-def load_cells(cell_dir: str) -> dict[str, dict]:
-    cells = {}
-    for path in sorted(glob.glob(os.path.join(cell_dir, "*.json"))):
-        with open(path) as f:
-            data = json.load(f)
-        cells[data["cell"]] = data
-    return {c: cells[c] for c in CELLS if c in cells}
 
 
 def summarize(data: dict) -> dict:
@@ -159,7 +150,7 @@ def plot(cells: dict[str, dict], path: str) -> None:
 
 def write_report(cell_dir: str, stem: str) -> list[str]:
     """Write `<stem>.md`, `.json` and `.png` from the cell files in `cell_dir`; their paths."""
-    cells = load_cells(cell_dir)
+    cells = load_cells(cell_dir, CELLS)
     if not cells:
         return []
     with open(stem + ".md", "w") as f:

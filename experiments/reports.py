@@ -1,0 +1,50 @@
+"""What the study reports share: reading finished cells, writing markdown + JSON, saving a plot."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any, Iterable
+
+from h3_jax.train.workdir import write_json
+
+
+def load_cells(cell_dir: str, known: Iterable[str]) -> dict[str, dict]:
+    """The finished cells stored in `cell_dir` (one JSON each), in the order of `known`."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(cell_dir, "*.json"))):
+        with open(path) as f:
+            data = json.load(f)
+        found[data["cell"]] = data
+    return {c: found[c] for c in known if c in found}
+
+
+def write_markdown_and_json(stem: str, lines: list[str], data: Any) -> list[str]:
+    """`<stem>.md` from the lines and `<stem>.json` from the data; their paths."""
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_json(stem + ".json", data)
+    return [stem + ".md", stem + ".json"]
+
+
+def pyplot():
+    """matplotlib.pyplot drawing to files only, or None (with a hint) when it is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot (pip install -e '.[bench]')")
+        return None
+    return plt
+
+
+def save_figure(fig, path: str) -> str:
+    """Write the figure to `path` and free it; the path."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
