@@ -62,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser, cells: tuple[str, ...], name:
                         help="progress bar (default: when stderr is a terminal)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="cells trained at a time, each in a process pinned to one core")
-    parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)  # set in workers
+    # Set in workers: the core to pin to, and the command that launched them (for the record).
+    parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--launched-by", default=None, help=argparse.SUPPRESS)
 
 
 def run_study(
@@ -138,7 +140,7 @@ def run_cell(
           f"{result['elapsed_s']:.0f} s, {result['steps_per_s']:.0f} steps/s", flush=True)
     write_json(path, {
         "cell": cell,
-        "command": shlex.join([sys.executable, *sys.argv]),
+        "command": args.launched_by or shlex.join([sys.executable, *sys.argv]),
         "started": started,
         "steps_override": args.steps,
         "overrides": args.override,
@@ -156,6 +158,7 @@ def run_in_workers(cells: list[str], jobs: int, deadline: float | None) -> None:
     at a time, in the given order. A child that fails stops the launching of new ones."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     base = _drop_options(sys.argv[1:], ("--cells", "--jobs", "--cpu", "--budget-minutes"))
+    base += ["--launched-by", shlex.join([sys.executable, *sys.argv])]
     script = os.path.abspath(sys.argv[0])
     pending = list(cells)
     running: dict[int, tuple[str, subprocess.Popen]] = {}  # slot -> (cell, process)

@@ -26,6 +26,7 @@ def test_synthetics_script_two_cells_in_two_workers(tmp_path, run_script):
     assert cell["seeds"] == [0, 1] and cell["final_step"] == 20
     assert len(cell["best_test_accuracy"]) == 2 and cell["history"][-1]["step"] == 20
     assert cell["config"]["model"]["d_model"] == 8
+    assert "--jobs 2" in cell["command"] and "--cpu" not in cell["command"]  # the user's command
     assert report["cells"]["attention-ar"]["final_step"] == 20
     assert "H3" in stem.with_suffix(".md").read_text()
 
