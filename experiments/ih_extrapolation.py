@@ -77,7 +77,9 @@ def train_model(config, workdir: str, show_progress: bool | None) -> dict:
             return summary
     result = train(config, workdir, resume=has_run(workdir), show_progress=show_progress)
     if result.status != "completed":
-        raise SystemExit(f"training {result.status}: {result.error or ''} (workdir {workdir})")
+        reason = f": {result.error}" if result.error else ""
+        raise SystemExit(f"training {result.status}{reason}; the same command continues it "
+                         f"(workdir {workdir})")
     return result.summary
 
 
