@@ -44,7 +44,7 @@ def test_labelled_head_equals_full_head(task_name):
         total, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
         return total / count, (correct, count, logits.shape)
 
-    grad = jax.value_and_grad(loss, has_aux=True)
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
     (full, (c_full, n_full, shape_full)), g_full = grad(params, None)
     (part, (c_part, n_part, shape_part)), g_part = grad(params, bound)
     assert shape_full[1] == batch.inputs.shape[-1] and shape_part[1] == bound
