@@ -115,11 +115,12 @@ def write_report(results: dict, stem: str) -> list[str]:
                                          for e in exponents) + " |",
         "| Mamba paper, H3 (%) | " + " | ".join(
             f"{PUBLISHED_H3[e]:.1f}" if e in PUBLISHED_H3 else "" for e in exponents) + " |",
-        "| eval time (s) | " + " | ".join(f"{rows[str(e)]['seconds']:.1f}"
+        "| eval time with compile (s) | " + " | ".join(f"{rows[str(e)]['seconds']:.1f}"
                                           for e in exponents) + " |",
         "",
         f"Training: {results['train']['final_step']} steps in "
-        f"{results['train']['elapsed_s']:.0f} s ({results['train']['compile_s']:.0f} s compiling); best test accuracy at length 256 "
+        f"{results['train']['elapsed_s']:.0f} s ({results['train']['compile_s']:.0f} s "
+        "compiling); best test accuracy at length 256 "
         f"during training: {_percent(results['train']['best_test_accuracy'])}.",
         "",
         f"Command: `{results['command']}`",
