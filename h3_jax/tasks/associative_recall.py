@@ -23,21 +23,16 @@ draws the same numbers for one sized call as for that many scalar `choice` calls
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
 from h3_jax.tasks import checks
-from h3_jax.tasks.base import Batch, final_position_mask, shifted_batch, stream_rng
-from h3_jax.tasks.safari_protocol import build_train_test
-from h3_jax.tasks.vocab import SafariVocab
-
-TRAIN_MASKS = ("all", "answer")
+from h3_jax.tasks.safari_protocol import SafariTask
 
 
 @dataclass(frozen=True)
-class AssociativeRecallTask:
+class AssociativeRecallTask(SafariTask):
     """The H3 paper's associative-recall task (paper setting: V = 10, n = 20, 5000 / 500 examples).
 
     vocab_size:        V, including the two specials (model vocabulary size); needs V >= 4.
@@ -60,22 +55,11 @@ class AssociativeRecallTask:
             self.name, "vocab_size", self.vocab_size, 4, "two specials, at least one key and one value"
         )
         checks.require_int(self.name, "input_seq_len", self.input_seq_len, 2)
-        checks.require_int(self.name, "num_examples", self.num_examples, 1)
-        checks.require_int(self.name, "num_test_examples", self.num_test_examples, 1)
-        checks.require_choice(self.name, "train_mask", self.train_mask, TRAIN_MASKS)
-
-    @cached_property
-    def vocab(self) -> SafariVocab:
-        return SafariVocab(self.vocab_size)
+        self._check_protocol()
 
     @property
     def num_pairs(self) -> int:
         return self.input_seq_len // 2
-
-    @property
-    def labels_per_example(self) -> int:
-        """Most labelled (mask True) positions in one train example."""
-        return self.seq_len if self.train_mask == "all" else 1
 
     @property
     def seq_len(self) -> int:
@@ -116,32 +100,3 @@ class AssociativeRecallTask:
             axis=1,
         )
         return np.concatenate([pairs, tail], axis=1).astype(np.int64)
-
-    def _train_batch(self, sequences: np.ndarray) -> Batch:
-        n = len(sequences)
-        if self.train_mask == "all":
-            mask = np.ones((n, self.seq_len), dtype=bool)
-        else:
-            mask = final_position_mask(n, self.seq_len)
-        return shifted_batch(sequences, mask)
-
-    def dataset(self, seed: int) -> tuple[Batch, Batch]:
-        """(train, test) as in the paper; train mask per `train_mask`, test mask on the answer only.
-
-        Shapes: (num_examples, 2 (n // 2) + 2) and (num_test_examples, 2 (n // 2) + 2).
-        """
-        checks.require_seed("seed", seed)
-        train, test = build_train_test(
-            seed, self.num_examples, self.num_test_examples, self.draw_example, self.name
-        )
-        return self._train_batch(train), shifted_batch(test, final_position_mask(len(test), self.seq_len))
-
-    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
-        """Batch `index` of an endless stream of fresh (not de-duplicated) examples, train mask.
-
-        Shape: (batch_size, 2 (n // 2) + 2).
-        """
-        checks.require_seed("seed", seed)
-        checks.require_seed("index", index)
-        checks.require_batch_size(batch_size)
-        return self._train_batch(self.draw_vectorised(stream_rng(seed, index), batch_size))

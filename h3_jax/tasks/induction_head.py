@@ -25,15 +25,11 @@ from typing import ClassVar
 import numpy as np
 
 from h3_jax.tasks import checks
-from h3_jax.tasks.base import Batch, final_position_mask, shifted_batch, stream_rng
-from h3_jax.tasks.safari_protocol import build_train_test
-from h3_jax.tasks.vocab import SafariVocab
-
-TRAIN_MASKS = ("all", "answer")
+from h3_jax.tasks.safari_protocol import SafariTask
 
 
 @dataclass(frozen=True)
-class InductionHeadTask:
+class InductionHeadTask(SafariTask):
     """The H3 paper's induction-head task (paper setting: V = 20, n = 30, 5000 / 500 examples).
 
     vocab_size:        V, including the two specials (model vocabulary size).
@@ -58,24 +54,13 @@ class InductionHeadTask:
         checks.require_int(
             self.name, "input_seq_len", self.input_seq_len, 3, "the trigger needs a token after it"
         )
-        checks.require_int(self.name, "num_examples", self.num_examples, 1)
-        checks.require_int(self.name, "num_test_examples", self.num_test_examples, 1)
-        checks.require_choice(self.name, "train_mask", self.train_mask, TRAIN_MASKS)
-
-    @cached_property
-    def vocab(self) -> SafariVocab:
-        return SafariVocab(self.vocab_size)
+        self._check_protocol()
 
     @cached_property
     def _token_cdf(self) -> np.ndarray:
         """float64 (V,) the cumulative sampling weights `Generator.choice` inverts."""
         cdf = np.cumsum(self.vocab.regular_token_probs)
         return cdf / cdf[-1]
-
-    @property
-    def labels_per_example(self) -> int:
-        """Most labelled (mask True) positions in one train example."""
-        return self.seq_len if self.train_mask == "all" else 1
 
     @property
     def seq_len(self) -> int:
@@ -102,32 +87,3 @@ class InductionHeadTask:
         tokens[rows, p] = vocab.copy_prefix_id
         prefix = np.full((n_examples, 1), vocab.copy_prefix_id, dtype=np.int64)
         return np.concatenate([tokens, prefix, x[:, None]], axis=1)
-
-    def _train_batch(self, sequences: np.ndarray) -> Batch:
-        n = len(sequences)
-        if self.train_mask == "all":
-            mask = np.ones((n, self.seq_len), dtype=bool)
-        else:
-            mask = final_position_mask(n, self.seq_len)
-        return shifted_batch(sequences, mask)
-
-    def dataset(self, seed: int) -> tuple[Batch, Batch]:
-        """(train, test) as in the paper; train mask per `train_mask`, test mask on the answer only.
-
-        Shapes: (num_examples, n + 1) and (num_test_examples, n + 1).
-        """
-        checks.require_seed("seed", seed)
-        train, test = build_train_test(
-            seed, self.num_examples, self.num_test_examples, self.draw_example, self.name
-        )
-        return self._train_batch(train), shifted_batch(test, final_position_mask(len(test), self.seq_len))
-
-    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
-        """Batch `index` of an endless stream of fresh (not de-duplicated) examples, train mask.
-
-        Shape: (batch_size, n + 1).
-        """
-        checks.require_seed("seed", seed)
-        checks.require_seed("index", index)
-        checks.require_batch_size(batch_size)
-        return self._train_batch(self.draw_vectorised(stream_rng(seed, index), batch_size))

@@ -10,9 +10,14 @@ each other, as in the paper.
 
 from __future__ import annotations
 
-from typing import Callable
+from functools import cached_property
+from typing import Callable, ClassVar
 
 import numpy as np
+
+from h3_jax.tasks import checks
+from h3_jax.tasks.base import Batch, final_position_mask, shifted_batch, stream_rng
+from h3_jax.tasks.vocab import SafariVocab
 
 ExampleFn = Callable[[np.random.Generator], np.ndarray]
 
@@ -51,3 +56,63 @@ def build_train_test(
     train = build_split(rng, n_train, draw_example, task)
     test = build_split(rng, n_test, draw_example, task)
     return train, test
+
+
+TRAIN_MASKS = ("all", "answer")
+
+
+class SafariTask:
+    """What the H3 paper's tasks share: the safari vocabulary, the fixed train / test split above,
+    an endless stream of fresh examples, and the train mask ("all" positions, as the paper, or
+    the final "answer" only; the test mask is always the answer).
+
+    A task is a frozen dataclass with the fields `vocab_size`, `num_examples`,
+    `num_test_examples` and `train_mask`, and defines `name`, `seq_len`, `draw_example(rng)`
+    (one full sequence of seq_len + 1 tokens, in the paper's rng order) and
+    `draw_vectorised(rng, n)` (n such sequences of the same distribution, in one pass).
+    """
+
+    name: ClassVar[str]
+
+    def _check_protocol(self) -> None:
+        checks.require_int(self.name, "num_examples", self.num_examples, 1)
+        checks.require_int(self.name, "num_test_examples", self.num_test_examples, 1)
+        checks.require_choice(self.name, "train_mask", self.train_mask, TRAIN_MASKS)
+
+    @cached_property
+    def vocab(self) -> SafariVocab:
+        return SafariVocab(self.vocab_size)
+
+    @property
+    def labels_per_example(self) -> int:
+        """Most labelled (mask True) positions in one train example."""
+        return self.seq_len if self.train_mask == "all" else 1
+
+    def _train_batch(self, sequences: np.ndarray) -> Batch:
+        n = len(sequences)
+        if self.train_mask == "all":
+            mask = np.ones((n, self.seq_len), dtype=bool)
+        else:
+            mask = final_position_mask(n, self.seq_len)
+        return shifted_batch(sequences, mask)
+
+    def dataset(self, seed: int) -> tuple[Batch, Batch]:
+        """(train, test) as in the paper; train mask per `train_mask`, test mask on the answer only.
+
+        Shapes: (num_examples, seq_len) and (num_test_examples, seq_len).
+        """
+        checks.require_seed("seed", seed)
+        train, test = build_train_test(
+            seed, self.num_examples, self.num_test_examples, self.draw_example, self.name
+        )
+        return self._train_batch(train), shifted_batch(test, final_position_mask(len(test), self.seq_len))
+
+    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
+        """Batch `index` of an endless stream of fresh (not de-duplicated) examples, train mask.
+
+        Shape: (batch_size, seq_len).
+        """
+        checks.require_seed("seed", seed)
+        checks.require_seed("index", index)
+        checks.require_batch_size(batch_size)
+        return self._train_batch(self.draw_vectorised(stream_rng(seed, index), batch_size))
