@@ -1,5 +1,6 @@
 """Recurrent generation with an explicit state pytree: init_state, prefill, step, generate,
-and last_logits (the next-token logits after a sequence of any length, in bounded memory).
+and last_logits (the next-token logits after a sequence of any length, in bounded memory; also
+compiled ahead of time by compile_last_logits).
 
 The state is {"position": int32 scalar, "layers": (one dict per layer)}: the shift SSM's last
 d_state inputs and the diagonal SSM's complex state for SSM layers, a key/value cache for
@@ -11,6 +12,7 @@ one full forward pass. All functions take the config first; it is static under j
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +95,20 @@ def last_logits(
     of a prefill_len-token forward whatever L is: sequences of 10^6 tokens fit in a few hundred MB.
     """
     check_token_ids(tokens, config.vocab_size)
+    return _last_logits(config, params, tokens, _last_logits_prefill(config, tokens, prefill_len))
+
+
+def compile_last_logits(
+    config: LMConfig, params, tokens: Int[Array, "B L"], prefill_len: int = 4096
+) -> Callable[[Any, Int[Array, "B L"]], Float[Array, "B V"]]:
+    """`last_logits` compiled now for arrays shaped like (params, tokens), called as
+    `f(params, tokens)`: lets a caller time compiling apart from running. Token values are not
+    checked; pass ids in [0, vocab_size)."""
+    prefill = _last_logits_prefill(config, tokens, prefill_len)
+    return _last_logits.lower(config, params, tokens, prefill).compile()
+
+
+def _last_logits_prefill(config: LMConfig, tokens, prefill_len) -> int:
     if isinstance(prefill_len, bool) or not isinstance(prefill_len, int) or prefill_len < 1:
         raise ValueError(f"last_logits: prefill_len must be an int >= 1, got {prefill_len!r}")
     length = tokens.shape[-1]
@@ -101,7 +117,7 @@ def last_logits(
             f"last_logits: sequence length {length} exceeds LMConfig.max_position_embeddings="
             f"{config.max_position_embeddings}"
         )
-    return _last_logits(config, params, tokens, min(length, prefill_len))
+    return min(length, prefill_len)
 
 
 def _cache_len(config: LMConfig, length: int, max_len: int | None) -> int:

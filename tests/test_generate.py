@@ -153,14 +153,17 @@ def test_last_logits_equals_the_full_forward_last_row(name):
     for prefill_len in (1, 7, LENGTH, 100):
         assert_close(gen.last_logits(config, params, tokens, prefill_len), last, rtol=0,
                      atol=2e-5 * scale(last), err_msg=f"prefill_len={prefill_len}")
+    compiled = gen.compile_last_logits(config, params, tokens, 7)
+    np.testing.assert_array_equal(compiled(params, tokens), gen.last_logits(config, params, tokens, 7))
 
 
 def test_last_logits_bad_input():
     config = small_config("h3")
     params = trained_like_params(config)
     tokens = random_tokens(0, (1, 6))
-    with pytest.raises(ValueError, match="prefill_len must be an int >= 1, got 0"):
-        gen.last_logits(config, params, tokens, 0)
+    for last_logits in (gen.last_logits, gen.compile_last_logits):
+        with pytest.raises(ValueError, match="prefill_len must be an int >= 1, got 0"):
+            last_logits(config, params, tokens, 0)
     with pytest.raises(ValueError, match="token ids"):
         gen.last_logits(config, params, tokens.at[0, 1].set(99))
     positional = small_config("attention", max_position_embeddings=4)
