@@ -7,15 +7,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from h3_jax.models.blocked_attention import blocked_causal_attention
+from h3_jax.models.blocked_attention import DEFAULT_BLOCK, blocked_causal_attention
 from h3_jax.models.common import check_mode, compute_dtype, dense, residual_std
 from h3_jax.models.config import LMConfig
 from h3_jax.models.rotary import apply_rotary
 
-# Whole sequences longer than this run in blocks of this many positions (blocked_attention.py):
-# fastest of 64 / 128 / 256 / 512 on a CPU at L = 1k..4k, 3.6x (1k) to 5x (4k) the dense form's
-# forward+backward speed.
-ATTENTION_BLOCK = 128
+# Whole sequences longer than one block run blocked (blocked_attention.py); shorter ones, and
+# training with attention dropout, use the dense score matrix.
+ATTENTION_BLOCK = DEFAULT_BLOCK
 
 
 class CausalSelfAttention(nn.Module):

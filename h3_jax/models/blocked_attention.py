@@ -7,7 +7,8 @@ The backward pass recomputes each block's probabilities from the saved log-norma
 of storing them. Same values as the dense formula up to float32 rounding; on a CPU it is several
 times faster than the dense form from L ~ 1k, where the (B, h, L, L) intermediates dominate.
 
-Shapes: q, k, v (B, L, h, d) in the compute dtype; scores and softmax in float32 (float64 for float64 inputs).
+Shapes: q, k, v (B, L, h, d) in the compute dtype; scores and softmax in float32 (float64 for
+float64 inputs).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-DEFAULT_BLOCK = 256
+# The fastest of 64 / 128 / 256 / 512 on a CPU at L = 1k..4k (B = 8, one head of 64): forward +
+# backward 3.6x (1k) to 5x (4k) faster than the dense form.
+DEFAULT_BLOCK = 128
 
 
 def dense_causal_attention(
