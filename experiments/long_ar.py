@@ -8,8 +8,8 @@ examples (Hyena Table A.1). The report puts the Hyena paper's Table C.1 (L = 204
 
 Scaled down for a 2-core CPU (the report says so): batch 8 instead of 32 and 3,000 steps per
 cell, 24,000 examples seen (Hyena: 200 epochs of batch 32, 12,600 steps, 400,000 examples), the
-schedule over them; one seed; a cell stops once its test accuracy reaches 100%. Default cells: L = 2048, V in {10, 20}; `--cells all` adds
-V = 30 and 40.
+schedule over them; one seed; a cell stops once its test accuracy reaches 100%. Default cells:
+L = 2048, V in {10, 20}; `--cells all` adds V = 30 and 40.
 
     python experiments/long_ar.py [--jobs 2] [--cells all|CELL,...] [--steps N]
         [--budget-minutes M] [--seeds 0] [--out-dir experiments/results] [--name long_ar]
