@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -241,4 +242,5 @@ def plot(result: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

@@ -19,6 +19,7 @@ from step_timing import (
 )
 
 from h3_jax import models
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
 from h3_jax.train.optim import make_optimizer
 from h3_jax.train.replicas import ReplicaData, init_replicas, make_replica_train_step
@@ -71,4 +72,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from h3_jax import ssm
+from h3_jax.hugepages import restart_with_huge_pages
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -324,4 +325,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

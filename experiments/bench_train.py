@@ -23,6 +23,7 @@ from step_timing import (
 )
 
 from h3_jax import models
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
 from h3_jax.train.data import TrainData
 from h3_jax.train.optim import make_optimizer
@@ -86,4 +87,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

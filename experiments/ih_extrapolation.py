@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from h3_jax import generate
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
 from h3_jax.train.config import to_jsonable
 from h3_jax.train.loop import train
@@ -209,4 +210,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

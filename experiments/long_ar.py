@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
 from h3_jax.train.run_config import RunConfig, apply_overrides
 
@@ -140,4 +141,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
 from h3_jax.train.run_config import RunConfig, apply_overrides
 
@@ -54,4 +55,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()
     main()

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Sequence
 
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.train.config import SECTIONS, ConfigError, field_docs, field_types, type_name
 
 PROG = "h3-jax"
@@ -206,5 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script: restart once with huge pages for XLA's buffers, then `main`."""
+    restart_with_huge_pages()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

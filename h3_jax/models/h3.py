@@ -13,7 +13,7 @@ from jaxtyping import Array, Float
 
 from h3_jax.models import diag_ssm as diag
 from h3_jax.models import shift_ssm as shift
-from h3_jax.models.common import check_mode, dense
+from h3_jax.models.common import check_mode, dense, fused_dense
 from h3_jax.models.config import LMConfig
 
 
@@ -32,9 +32,8 @@ class H3(nn.Module):
         c = self.config
         D, P = c.d_model, c.head_dim
         H = D // P
-        q = dense(c, D, "q_proj")(x).astype(jnp.float32)
-        k = dense(c, D, "k_proj")(x).astype(jnp.float32)
-        v = dense(c, D, "v_proj")(x).astype(jnp.float32)
+        projections = fused_dense(c, x, D, ("q_proj", "k_proj", "v_proj"))
+        q, k, v = (p.astype(jnp.float32) for p in projections)
         filt = shift.ShiftSSM(D, c.d_state, name="shift_ssm")()
         dyn = diag.DiagSSM(
             H, c.n_modes, c.ssm_discretization, c.ssm_A_init, c.dt_min, c.dt_max, name="diag_ssm"
