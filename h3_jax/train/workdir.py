@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 from typing import Any
 
 import jax
@@ -33,9 +34,29 @@ def versions() -> dict[str, str]:
     return found
 
 
+def source_commit() -> str | None:
+    """The git commit of the h3_jax source in use ("+dirty" if it has uncommitted changes to
+    tracked files), or None outside a git checkout: results name the code that made them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(h3_jax.__file__)))
+    git = ["git", "-C", root]
+    try:
+        top, commit = subprocess.run([*git, "rev-parse", "--show-toplevel", "HEAD"],
+                                     capture_output=True, text=True, timeout=10,
+                                     check=True).stdout.split()
+        if os.path.realpath(top) != os.path.realpath(root):  # installed inside another repo
+            return None
+        changes = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return commit + ("+dirty" if changes.strip() else "")
+
+
 def environment() -> dict[str, Any]:
     return {
         "versions": versions(),
+        "source_commit": source_commit(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),

@@ -1,0 +1,31 @@
+"""The environment a run records: versions and the source commit."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import h3_jax
+from h3_jax.train import workdir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(h3_jax.__file__)))
+
+
+def test_source_commit_names_the_checkout_or_nothing():
+    commit = workdir.source_commit()
+    if os.path.isdir(os.path.join(ROOT, ".git")):
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
+    else:
+        assert commit is None
+
+
+def test_source_commit_is_none_outside_a_checkout(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "h3_jax"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(h3_jax, "__file__", str(package / "__init__.py"))
+    assert workdir.source_commit() is None
+
+
+def test_environment_records_versions_and_commit():
+    env = workdir.environment()
+    assert env["versions"]["jax"] and "source_commit" in env and "glibc_tunables" in env
