@@ -42,7 +42,7 @@ def source_commit() -> str | None:
     try:
         top, commit = subprocess.run([*git, "rev-parse", "--show-toplevel", "HEAD"],
                                      capture_output=True, text=True, timeout=10,
-                                     check=True).stdout.split()
+                                     check=True).stdout.splitlines()
         if os.path.realpath(top) != os.path.realpath(root):  # installed inside another repo
             return None
         changes = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
