@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from h3_jax.models.blocked_attention import DEFAULT_BLOCK, blocked_causal_attention
+from h3_jax.models.blocked_attention import DEFAULT_BLOCK, attention_probs, blocked_causal_attention
 from h3_jax.models.common import check_mode, compute_dtype, dense, residual_std
 from h3_jax.models.config import LMConfig
 from h3_jax.models.rotary import apply_rotary
@@ -82,10 +82,7 @@ class CausalSelfAttention(nn.Module):
 
     def _attend(self, q, k, v, visible, train: bool):
         """softmax(q k^T / sqrt(d)) v over the visible keys; q (B, Lq, h, d), k, v (B, Lk, h, d)."""
-        scale = q.shape[-1] ** -0.5
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
-        scores = jnp.where(visible, scores, -jnp.inf)
-        probs = jax.nn.softmax(scores, axis=-1)
+        probs = attention_probs(q, k, visible)
         probs = nn.Dropout(self.config.attn_dropout)(probs, deterministic=not train)
         return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
 
