@@ -74,8 +74,9 @@ def bench_layer(kind: str, D: int, L: int, B: int, repeats: int) -> dict:
     return row
 
 
-def bench_generation(kind: str, context: int, B: int, D: int, steps: int, repeats: int) -> dict:
-    """Per-token time of `steps` greedy steps from a state whose position is `context`."""
+def generation_runner(kind: str, context: int, B: int, D: int, steps: int):
+    """(call, compile seconds): call() runs `steps` greedy steps of a 2-layer LM from a state
+    whose position is `context`."""
     mixer = dict(mixer="attention", n_heads=max(1, D // 64)) if kind == "attention" else {}
     config = LMConfig(vocab_size=30, d_model=D, n_layer=2, **mixer)
     from h3_jax import generate as gen
@@ -97,9 +98,30 @@ def bench_generation(kind: str, context: int, B: int, D: int, steps: int, repeat
         (state, token), _ = jax.lax.scan(one, (state, token), None, length=steps)
         return token
 
-    compile_s, run_s = timed(run, params, state, jnp.zeros((B,), jnp.int32), repeats=repeats)
-    return {"model": kind, "context": context, "batch": B, "d_model": D,
-            "ms_per_token": 1e3 * run_s / steps, "compile_s": compile_s}
+    def call():
+        jax.block_until_ready(run(params, state, jnp.zeros((B,), jnp.int32)))
+
+    start = time.perf_counter()
+    call()
+    return call, time.perf_counter() - start
+
+
+def bench_generation(contexts, B: int, D: int, steps: int, rounds: int) -> list[dict]:
+    """ms per new token of H3 (recurrent step) and attention (KV cache) at each context. Timed
+    round-robin, every runner once per round, so a slow spell of a shared machine hits them
+    alike; the median over rounds."""
+    runners = {(kind, c): generation_runner(kind, c, B, D, steps)
+               for c in contexts for kind in ("h3", "attention")}
+    seconds = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, (call, _) in runners.items():
+            start = time.perf_counter()
+            call()
+            seconds[key].append(time.perf_counter() - start)
+    return [{"model": kind, "context": context, "batch": B, "d_model": D,
+             "ms_per_token": 1e3 * statistics.median(seconds[kind, context]) / steps,
+             "compile_s": compile_s, "rounds": rounds}
+            for (kind, context), (_, compile_s) in runners.items()]
 
 
 def bench_training(name: str, config: LMConfig, L: int, B: int, repeats: int) -> dict:
@@ -158,12 +180,10 @@ def main() -> None:
                     layers.append(bench_layer(kind, D, L, B, repeats))
                 print(_fmt(layers[-1]), flush=True)
 
-    generation = []
-    for context in contexts:
-        for kind in ("h3", "attention"):
-            generation.append(bench_generation(kind, context, 8, 64 if args.quick else 256,
-                                               steps=8 if args.quick else 64, repeats=repeats))
-            print(_fmt(generation[-1]), flush=True)
+    generation = bench_generation(contexts, 8, 64 if args.quick else 256,
+                                  steps=8 if args.quick else 64, rounds=max(repeats, 9))
+    for row in generation:
+        print(_fmt(row), flush=True)
 
     training = []
     lm = LMConfig(vocab_size=30, d_model=64, n_layer=2, d_inner=256)
