@@ -35,7 +35,7 @@ import optax
 
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
-from h3_jax.train.workdir import source_commit
+from h3_jax.train.workdir import cpu, source_commit
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -198,7 +198,7 @@ def main() -> None:
                         "cpu_count": os.cpu_count(), "machine": platform.machine(),
                         "load_avg_1m": os.getloadavg()[0], "quick": args.quick,
                         "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
-                        "source_commit": source_commit()},
+                        "source_commit": source_commit(), "cpu": cpu()},
         "layers": layers, "generation": generation, "training": training,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,8 @@ def _fmt(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     env = result["environment"]
-    lines = [f"# bench_layers ({env['backend']}, {env['cpu_count']} cores, jax {env['jax']}, "
+    processor = env.get("cpu", {}).get("name", "")
+    lines = [f"# bench_layers ({env['backend']}, {processor} {env['cpu_count']} cores, jax {env['jax']}, "
              f"1-min load average at the end {env['load_avg_1m']:.1f}, "
              f"GLIBC_TUNABLES={env.get('glibc_tunables')})", "",
              "## One layer, batch %d (ms, median)" % result["layers"][0]["batch"], "",

@@ -25,6 +25,7 @@ import numpy as np
 
 from h3_jax import ssm
 from h3_jax.hugepages import restart_with_huge_pages
+from h3_jax.train.workdir import cpu
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -148,6 +149,7 @@ def bench_state_passing(length: int, chunk: int, H: int, N: int, repeats: int):
 
 def run(args) -> dict:
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                           "cpu": cpu(),
                            "cpus": os.cpu_count(), "jax": jax.__version__,
                            "backend": jax.default_backend(), "date": time.strftime("%Y-%m-%d")},
                "config": {"B": args.batch, "H": args.channels, "N": args.modes, "chunk": args.chunk,

@@ -20,6 +20,12 @@ def load_cells(cell_dir: str, known: Iterable[str]) -> dict[str, dict]:
     return {c: found[c] for c in known if c in found}
 
 
+def cpu_line(cpu: dict) -> str:
+    """The `cpu` record of `h3_jax.train.workdir.environment()` as one phrase."""
+    extensions = " ".join(cpu["vector_extensions"]) or "no AVX2"
+    return f"{cpu['name']} (family/model {cpu['family_model']}, {cpu['cores']} cores, {extensions})"
+
+
 def write_markdown_and_json(stem: str, lines: list[str], data: Any) -> list[str]:
     """`<stem>.md` from the lines and `<stem>.json` from the data; their paths."""
     with open(stem + ".md", "w") as f:

@@ -7,7 +7,7 @@ import json
 import os
 
 import numpy as np
-from reports import load_cells
+from reports import cpu_line, load_cells
 
 MIXERS = ("s4d", "gss", "h3", "attention")
 MIXER_NAMES = {"s4d": "S4D", "gss": "GSS", "h3": "H3", "attention": "Attention"}
@@ -114,7 +114,8 @@ def markdown(cells: dict[str, dict], cell_dir: str) -> str:
     env = any_cell["environment"]
     lines += ["", "## Environment", "",
               "; ".join(f"{k} {v}" for k, v in env["versions"].items())
-              + f"; backend {env['backend']}, {env['device_count']} device(s). "
+              + f"; backend {env['backend']}, {env['device_count']} device(s)"
+              + (f"; CPU {cpu_line(env['cpu'])}" if "cpu" in env else "") + ". "
               "Full configs: the JSON next to this file.", ""]
     return "\n".join(lines)
 

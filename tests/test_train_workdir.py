@@ -29,3 +29,5 @@ def test_source_commit_is_none_outside_a_checkout(tmp_path, monkeypatch):
 def test_environment_records_versions_and_commit():
     env = workdir.environment()
     assert env["versions"]["jax"] and "source_commit" in env and "glibc_tunables" in env
+    assert env["cpu"]["name"] and env["cpu"]["cores"] >= 1
+    assert set(env["cpu"]["vector_extensions"]) <= {"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}

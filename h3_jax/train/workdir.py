@@ -52,10 +52,37 @@ def source_commit() -> str | None:
     return commit + ("+dirty" if changes.strip() else "")
 
 
+# Vector extensions that change XLA:CPU's speed several-fold between machines.
+_VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def cpu() -> dict[str, Any]:
+    """The processor behind a timing: its name, family / model, core count and vector
+    extensions, read from /proc/cpuinfo where it exists (Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    return {
+        "name": fields.get("model name") or platform.processor() or platform.machine(),
+        "family_model": f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}",
+        "cores": os.cpu_count(),
+        "vector_extensions": [f for f in _VECTOR_FLAGS if f in flags],
+    }
+
+
 def environment() -> dict[str, Any]:
     return {
         "versions": versions(),
         "source_commit": source_commit(),
+        "cpu": cpu(),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
