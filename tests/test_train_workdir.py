@@ -30,4 +30,20 @@ def test_environment_records_versions_and_commit():
     env = workdir.environment()
     assert env["versions"]["jax"] and "source_commit" in env and "glibc_tunables" in env
     assert env["cpu"]["name"] and env["cpu"]["cores"] >= 1
-    assert set(env["cpu"]["vector_extensions"]) <= {"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}
+
+
+def test_cpu_reads_the_first_processor_block(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Example CPU 9000\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
+        "processor\t: 1\nmodel name\t: Other\nflags\t\t: amx_tile\n"
+    )
+    found = workdir.cpu(str(info))
+    assert found["name"] == "Example CPU 9000" and found["family_model"] == "25/17"
+    assert found["vector_extensions"] == ["avx2", "fma", "avx512f"]
+
+
+def test_cpu_without_cpuinfo_still_names_the_machine(tmp_path):
+    found = workdir.cpu(str(tmp_path / "missing"))
+    assert found["name"] and found["family_model"] == "?/?" and found["vector_extensions"] == []

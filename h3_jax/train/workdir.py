@@ -56,16 +56,16 @@ def source_commit() -> str | None:
 _VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
 
 
-def cpu() -> dict[str, Any]:
+def cpu(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
     """The processor behind a timing: its name, family / model, core count and vector
-    extensions, read from /proc/cpuinfo where it exists (Linux)."""
+    extensions, read from the first processor's block of `cpuinfo` where it exists (Linux)."""
     fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                key, _, value = line.partition(":")
                 if not line.strip():
-                    break  # the first processor's block is enough
+                    break
+                key, _, value = line.partition(":")
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
