@@ -12,8 +12,8 @@ from h3_jax.models.common import check_mode, compute_dtype, dense, residual_std
 from h3_jax.models.config import LMConfig
 from h3_jax.models.rotary import apply_rotary
 
-# Whole sequences longer than one block run blocked (blocked_attention.py); shorter ones, and
-# training with attention dropout, use the dense score matrix.
+# Whole sequences longer than one block run blocked (blocked_attention.py), attention dropout
+# included; shorter ones use the dense score matrix.
 ATTENTION_BLOCK = DEFAULT_BLOCK
 
 
@@ -60,10 +60,12 @@ class CausalSelfAttention(nn.Module):
             new_state = {"k": k_cache, "v": v_cache}
         else:
             length = x.shape[-2]
-            dropout = train and c.attn_dropout > 0
-            if length > ATTENTION_BLOCK and not dropout:
-                y = blocked_causal_attention(q, k, v, ATTENTION_BLOCK)
-            else:  # dropout acts on the probabilities, which only the dense form holds
+            if length > ATTENTION_BLOCK:
+                rate = c.attn_dropout if train else 0.0
+                key = self.make_rng("dropout") if rate > 0 else None
+                y = blocked_causal_attention(
+                    q, k, v, ATTENTION_BLOCK, dropout_rate=rate, dropout_key=key)
+            else:
                 causal = jnp.tril(jnp.ones((length, length), bool))
                 y = self._attend(q, k, v, causal, train)
             if mode == "prefill":

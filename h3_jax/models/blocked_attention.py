@@ -7,6 +7,11 @@ The backward pass recomputes each block's probabilities from the saved log-norma
 of storing them. Same values as the dense formula up to float32 rounding; on a CPU it is several
 times faster than the dense form from L ~ 1k, where the (B, h, L, L) intermediates dominate.
 
+Attention dropout (on the probabilities, as in the dense form) draws each (query block, key block)
+tile's keep-mask from its own key, `fold_in(fold_in(key, i), j)`, so the backward pass draws the
+same mask again instead of storing an (L, L) one; `dropout_keep_mask` assembles the whole mask
+for references.
+
 Shapes: q, k, v (B, L, h, d) in the compute dtype; scores and softmax in float32 (float64 for
 float64 inputs).
 """
@@ -33,11 +38,18 @@ def attention_probs(
 
 
 def dense_causal_attention(
-    q: Float[Array, "B L h d"], k: Float[Array, "B L h d"], v: Float[Array, "B L h d"]
+    q: Float[Array, "B L h d"],
+    k: Float[Array, "B L h d"],
+    v: Float[Array, "B L h d"],
+    keep: Bool[Array, "B h L L"] | None = None,
+    dropout_rate: float = 0.0,
 ) -> Float[Array, "B L h d"]:
-    """Reference: softmax(q k^T / sqrt(d) + causal mask) v with the whole score matrix."""
+    """Reference: softmax(q k^T / sqrt(d) + causal mask) v with the whole score matrix; with
+    `keep`, the probabilities are dropped where it is False and the rest scaled by 1/(1 - rate)."""
     length = q.shape[1]
     probs = attention_probs(q, k, jnp.tril(jnp.ones((length, length), bool)))
+    if keep is not None:
+        probs = jnp.where(keep, probs / (1 - dropout_rate), 0)
     return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
 
 
@@ -46,20 +58,60 @@ def blocked_causal_attention(
     k: Float[Array, "B L h d"],
     v: Float[Array, "B L h d"],
     block_size: int = DEFAULT_BLOCK,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_key: jax.Array | None = None,
 ) -> Float[Array, "B L h d"]:
-    """Causal attention over blocks of `block_size` positions; L need not divide by it."""
+    """Causal attention over blocks of `block_size` positions; L need not divide by it.
+
+    With `dropout_rate` > 0 (and a `dropout_key`), each probability is dropped with that rate
+    and the kept ones scaled by 1 / (1 - rate): the mask is `dropout_keep_mask(...)`.
+    """
     if block_size < 1:
         raise ValueError(f"block_size: got {block_size!r}; expected a positive int")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate: got {dropout_rate!r}; expected a float in [0, 1)")
+    if dropout_rate > 0 and dropout_key is None:
+        raise ValueError("dropout_key: got None; a key is needed when dropout_rate > 0")
     length = q.shape[1]
     block = min(block_size, length)
     padded = -(-length // block) * block
+    key_data = jax.random.key_data(dropout_key) if dropout_rate > 0 else None
     # Padded positions come after every real one, so causality already hides them from real
     # queries; their own rows are cut off below and receive zero cotangent.
     def padded_heads_first(x):  # (B, Lp, h, d) -> (B, h, Lp, d)
         return jnp.moveaxis(jnp.pad(x, ((0, 0), (0, padded - length), (0, 0), (0, 0))), 2, 1)
 
-    out = _attention(*map(padded_heads_first, (q, k, v)), block)
+    out = _attention(*map(padded_heads_first, (q, k, v)), key_data, block, dropout_rate)
     return jnp.moveaxis(out, 1, 2)[:, :length]
+
+
+def dropout_keep_mask(
+    key: jax.Array, dropout_rate: float, shape: tuple[int, int, int], block_size: int = DEFAULT_BLOCK
+) -> Bool[Array, "B h L L"]:
+    """The whole keep-mask that `blocked_causal_attention` draws tile by tile from `key`, for
+    queries of shape (B, L, h, d); `shape` is (B, L, h). True where a probability is kept."""
+    batch, length, heads = shape
+    block = min(block_size, length)
+    n_blocks = -(-length // block)
+    key_data = jax.random.key_data(key)
+    rows = [jnp.concatenate([_keep(key_data, i, j, (batch, heads, block, block), dropout_rate)
+                             for j in range(n_blocks)], axis=-1) for i in range(n_blocks)]
+    return jnp.concatenate(rows, axis=-2)[..., :length, :length]
+
+
+def _keep(key_data, i, j, shape, rate):
+    """The keep-mask of tile (query block i, key block j)."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), i), j)
+    return jax.random.bernoulli(key, 1.0 - rate, shape)
+
+
+def _dropout_factor(key_data, i, j, rate, like):
+    """Tile (i, j)'s dropout as a factor shaped like `like`: 0 where dropped, 1 / (1 - rate)
+    where kept; 1 without dropout."""
+    if key_data is None:
+        return 1.0
+    return _keep(key_data, i, j, like.shape, rate).astype(like.dtype) / (1.0 - rate)
 
 
 def _block(x, i, block):
@@ -80,13 +132,14 @@ def _diagonal_mask(block):
     return jnp.tril(jnp.ones((block, block), bool))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _attention(q, k, v, block):
-    return _forward(q, k, v, block)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _attention(q, k, v, key_data, block, rate):
+    return _forward(q, k, v, key_data, block, rate)[0]
 
 
-def _forward(q, k, v, block):
-    """Output (B, h, Lp, d) and the log-normaliser of every query row (B, h, Lp)."""
+def _forward(q, k, v, key_data, block, rate):
+    """Output (B, h, Lp, d) and the log-normaliser of every query row (B, h, Lp). The
+    normaliser sums the probabilities before dropout, which acts on the normalised ones."""
     wide = _wide(q.dtype)
     scale = q.shape[-1] ** -0.5
     n_blocks = q.shape[2] // block
@@ -102,7 +155,8 @@ def _forward(q, k, v, block):
             new_max = jnp.maximum(running_max, s.max(-1))
             p = jnp.exp(s - new_max[..., None])
             rescale = jnp.exp(running_max - new_max)
-            pv = jnp.einsum("bhqk,bhkd->bhqd", p.astype(v.dtype), _block(v, j, block))
+            p_kept = p * _dropout_factor(key_data, i, j, rate, p)
+            pv = jnp.einsum("bhqk,bhkd->bhqd", p_kept.astype(v.dtype), _block(v, j, block))
             return new_max, normaliser * rescale + p.sum(-1), acc * rescale[..., None] + pv
 
         rows = q_i.shape[:3]
@@ -119,18 +173,19 @@ def _forward(q, k, v, block):
     return out.astype(v.dtype), log_normaliser
 
 
-def _attention_fwd(q, k, v, block):
-    out, log_normaliser = _forward(q, k, v, block)
-    return out, (q, k, v, out, log_normaliser)
+def _attention_fwd(q, k, v, key_data, block, rate):
+    out, log_normaliser = _forward(q, k, v, key_data, block, rate)
+    return out, (q, k, v, key_data, out, log_normaliser)
 
 
-def _attention_bwd(block, residuals, d_out):
-    q, k, v, out, log_normaliser = residuals
+def _attention_bwd(block, rate, residuals, d_out):
+    q, k, v, key_data, out, log_normaliser = residuals
     wide = _wide(q.dtype)
     scale = q.shape[-1] ** -0.5
     n_blocks = q.shape[2] // block
     d_out = d_out.astype(wide)
-    # sum_k p_qk dP_qk = d_out . out for every query row.
+    # sum_k p_qk dP_qk = d_out . out for every query row (with dropout too: out is the dropped
+    # probabilities times v, and dP is d_out v^T through the same mask).
     row_dot = jnp.sum(d_out * out.astype(wide), axis=-1)
 
     def query_block(i, grads):
@@ -149,8 +204,9 @@ def _attention_bwd(block, residuals, d_out):
             if mask is not None:
                 s = jnp.where(mask, s, -jnp.inf)
             p = jnp.exp(s - lse_i[..., None])
-            dv_j = jnp.einsum("bhqk,bhqd->bhkd", p, do_i)
-            dp = jnp.einsum("bhqd,bhkd->bhqk", do_i, v_j.astype(wide))
+            factor = _dropout_factor(key_data, i, j, rate, p)
+            dv_j = jnp.einsum("bhqk,bhqd->bhkd", p * factor, do_i)
+            dp = jnp.einsum("bhqd,bhkd->bhqk", do_i, v_j.astype(wide)) * factor
             ds = p * (dp - dot_i[..., None]) * scale
             dq_i = dq_i + jnp.einsum("bhqk,bhkd->bhqd", ds, k_j.astype(wide))
             dk_j = jnp.einsum("bhqk,bhqd->bhkd", ds, q_i.astype(wide))
@@ -165,7 +221,7 @@ def _attention_bwd(block, residuals, d_out):
     (dk, dv), dq = jax.lax.scan(
         lambda grads, i: query_block(i, grads), zero_grads, jnp.arange(n_blocks))
     dq = jnp.moveaxis(dq, 0, 2).reshape(q.shape)
-    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
+    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
