@@ -29,7 +29,7 @@ from h3_jax.train.run_config import RunConfig, apply_overrides
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cells import add_arguments, run_study, shortened  # noqa: E402
-from reports import load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
+from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
 MIXERS = ("h3", "attention")
 SETTINGS = ((64, 4), (128, 8))  # (L, kv pairs)
@@ -108,11 +108,12 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
                 ours = "-" if b is None else f"{b['accuracy']:.2f} (lr {b['lr']:g})"
                 row.append(f"{ours} / {ZOOLOGY[(mixer, L, d)]:.2f}")
             lines.append(f"| {L} ({kv}) | {mixer} | " + " | ".join(row) + " |")
-    lines += ["", "Every cell:", "", "| cell | best accuracy | steps | time (s) |",
-              "|---|---:|---:|---:|"]
+    lines += ["", "Every cell (times depend on the CPU several-fold, and on what ran beside it):",
+              "", "| cell | best accuracy | steps | time (s) | CPU |", "|---|---:|---:|---:|---|"]
     for cell, data in sorted(cells.items()):
         lines.append(f"| {cell} | {np.mean(data['best_test_accuracy']):.3f} | "
-                     f"{data['final_step']} | {data['elapsed_s']:.0f} |")
+                     f"{data['final_step']} | {data['elapsed_s']:.0f} | "
+                     f"{cpu_label(data['environment'])} |")
     commands = sorted({d["command"] for d in cells.values()})
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in commands]
     files = write_markdown_and_json(stem, lines, {

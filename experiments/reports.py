@@ -26,6 +26,14 @@ def cpu_line(cpu: dict) -> str:
     return f"{cpu['name']} (family/model {cpu['family_model']}, {cpu['cores']} cores, {extensions})"
 
 
+def cpu_label(environment: dict) -> str:
+    """Short name of the CPU a result ran on; results from before the record say so."""
+    cpu = environment.get("cpu")
+    if cpu is None:
+        return "not recorded"
+    return cpu["name"] + (" (AVX-512)" if "avx512f" in cpu["vector_extensions"] else "")
+
+
 def write_markdown_and_json(stem: str, lines: list[str], data: Any) -> list[str]:
     """`<stem>.md` from the lines and `<stem>.json` from the data; their paths."""
     with open(stem + ".md", "w") as f:
