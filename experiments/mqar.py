@@ -89,13 +89,15 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
     lines = [
         "# MQAR (Zoology Figure 2 settings): H3 against attention",
         "",
-        "Best test accuracy over the evaluations, best of the rates "
-        f"{', '.join(f'{x:g}' for x in lrs)} (mean over seeds); Zoology's Figure 2 (read from the plot, +-0.03) after the slash. "
+        "Best test accuracy over the evaluations, best of the rates run for the setting "
+        f"(of {', '.join(f'{x:g}' for x in lrs)}; the cells below say which ran), mean over "
+        "seeds; Zoology's Figure 2 (read from the plot, +-0.03) after the slash. "
         f"V=8192, {', '.join(f'{a:,} train / {b:,} test' for a, b in examples)} examples, filler "
         "0, 2 mixer-only layers. Scaled down "
         f"for a 2-core CPU: batch 64 (Zoology 512), {', '.join(map(str, steps))} steps per cell "
         "(Zoology: 64 epochs of batch 512, about 12,500 steps, 8x the examples per step), early "
-        "stop above 99%.",
+        "stop above 99%. Optimizer groups as in the H3 paper (SSM dynamics without weight decay, "
+        "at a rate of at most 1e-3); Zoology trains every parameter in one AdamW group.",
         "",
         "| L (kv) | model | " + " | ".join(f"d={d}" for d in WIDTHS) + " |",
         "|---|---|" + "---|" * len(WIDTHS),
