@@ -35,7 +35,7 @@ import optax
 
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
-from h3_jax.train.workdir import cpu, source_commit
+from h3_jax.train.workdir import environment
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -194,11 +194,8 @@ def main() -> None:
         print(_fmt(training[-1]), flush=True)
 
     result = {
-        "environment": {"jax": jax.__version__, "backend": jax.default_backend(),
-                        "cpu_count": os.cpu_count(), "machine": platform.machine(),
-                        "load_avg_1m": os.getloadavg()[0], "quick": args.quick,
-                        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
-                        "source_commit": source_commit(), "cpu": cpu()},
+        "environment": environment() | {"machine": platform.machine(),
+                                        "load_avg_1m": os.getloadavg()[0], "quick": args.quick},
         "layers": layers, "generation": generation, "training": training,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -215,8 +212,9 @@ def _fmt(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     env = result["environment"]
-    processor = env.get("cpu", {}).get("name", "")
-    lines = [f"# bench_layers ({env['backend']}, {processor} {env['cpu_count']} cores, jax {env['jax']}, "
+    cpu = env["cpu"]
+    lines = [f"# bench_layers ({env['backend']}, {cpu['name']} {cpu['cores']} cores, "
+             f"jax {env['versions']['jax']}, "
              f"1-min load average at the end {env['load_avg_1m']:.1f}, "
              f"GLIBC_TUNABLES={env.get('glibc_tunables')})", "",
              "## One layer, batch %d (ms, median)" % result["layers"][0]["batch"], "",
