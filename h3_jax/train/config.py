@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0  # seed of parameter init and dropout
     mode: Literal["fft", "scan"] = "fft"  # how SSM mixers compute a whole sequence
     steps_per_call: int = 1  # optimizer steps fused into one compiled call (lax.scan)
+    micro_batches: int = 1  # slices of the batch whose gradients each step adds up, one at a time
     log_every: int = 100  # steps between metric lines (averaged over the window)
     eval_every: int = 1_000  # steps between test-set evaluations (0 = only at the end)
     eval_batch_size: int = 500  # examples per evaluation call (rounded up to the devices)

@@ -58,12 +58,14 @@ class Run:
         t = config.train
         self.config, self.workdir = config, workdir
         self.mesh = make_data_mesh()
-        check_divisible(t.batch_size, self.mesh, "train.batch_size")
+        check_divisible(t.batch_size // t.micro_batches, self.mesh,
+                        "train.batch_size / train.micro_batches")
         self.model = models.LM(config.model)
         self.tx, self.lr_schedule = make_optimizer(config.optim, t.steps)
         self.data = TrainData(config.task, t.data, t.data_seed, t.batch_size)
         self.train_steps = make_train_step(
-            self.model, self.tx, self.lr_schedule, t.mode, self.data.labels_per_example
+            self.model, self.tx, self.lr_schedule, t.mode, self.data.labels_per_example,
+            t.micro_batches,
         )
         self.evaluate = Evaluator(
             make_eval_step(self.model, t.mode, self.data.test_labels_per_example), self.data.test,

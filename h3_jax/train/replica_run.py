@@ -83,7 +83,9 @@ def train_replicas(
     model = models.LM(config.model)
     tx, schedule = make_optimizer(config.optim, t.steps)
     data = ReplicaData(config.task, t.data, data_seeds, t.batch_size)
-    step_fn = make_replica_train_step(model, tx, schedule, t.mode, data.labels_per_example)
+    step_fn = make_replica_train_step(
+        model, tx, schedule, t.mode, data.labels_per_example, t.micro_batches
+    )
     eval_step = make_replica_eval_step(model, t.mode, data.test_labels_per_example)
     evaluate = ReplicaEvaluator(eval_step, data.test_chunks(t.eval_batch_size))
 

@@ -46,9 +46,10 @@ def make_replica_train_step(
     lr_schedule: Callable[[Any], Any],
     mode: str,
     labels_per_example: int | None = None,
+    micro_batches: int = 1,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """Jitted: (state (R, ...), batches (R, k, B, L)) -> (state, metrics (R, k)); state donated."""
-    steps = train_steps_fn(model, tx, lr_schedule, mode, labels_per_example)
+    steps = train_steps_fn(model, tx, lr_schedule, mode, labels_per_example, micro_batches)
     return jax.jit(jax.vmap(steps), donate_argnums=0)
 
 

@@ -84,13 +84,18 @@ def resolve(config: RunConfig, explicit_model_keys: set[str] = frozenset()) -> R
 def check(config: RunConfig) -> None:
     """Raise ConfigError for settings that cannot work together."""
     t, o = config.train, config.optim
-    positive = ("steps", "batch_size", "steps_per_call", "log_every", "eval_batch_size",
-                "checkpoint_every", "keep_checkpoints")
+    positive = ("steps", "batch_size", "steps_per_call", "micro_batches", "log_every",
+                "eval_batch_size", "checkpoint_every", "keep_checkpoints")
     for name in positive:
         if getattr(t, name) <= 0:
             raise ConfigError(f"train.{name} must be positive, got {getattr(t, name)}")
     if t.eval_every < 0:
         raise ConfigError(f"train.eval_every must be >= 0, got {t.eval_every}")
+    if t.batch_size % t.micro_batches:
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} is not a multiple of "
+            f"train.micro_batches={t.micro_batches}"
+        )
     k = t.steps_per_call
     for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
         if getattr(t, name) % k:

@@ -71,26 +71,19 @@ def train_steps_fn(
     lr_schedule: Callable[[Any], Any],
     mode: str,
     labels_per_example: int | None = None,
+    micro_batches: int = 1,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """The pure (unjitted) k-step function behind `make_train_step`, for callers that
     transform it further (e.g. `vmap` over replicas) before compiling. With
     `labels_per_example` (an upper bound on mask True per row, see `labelled_logits`) the LM
-    head runs only at the labelled positions."""
+    head runs only at the labelled positions. With `micro_batches` = m > 1 each step sums the
+    gradient over m slices of B / m rows in a `lax.scan` (see `batch_gradient`)."""
+    gradient = batch_gradient(model, mode, labels_per_example, micro_batches)
 
     def one_step(state: State, batch: tasks.Batch) -> tuple[State, Metrics]:
         step = state["step"]
         dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
-
-        def loss_fn(params):
-            logits, targets, mask = labelled_logits(
-                model, params, batch, labels_per_example, mode=mode, train=True,
-                rngs={"dropout": dropout_key},
-            )
-            loss_sum, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
-            count = jnp.maximum(count, 1.0)
-            return loss_sum / count, correct / count
-
-        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        loss, accuracy, grads = gradient(state["params"], batch, dropout_key)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new_state = {
             "params": optax.apply_updates(state["params"], updates),
@@ -112,12 +105,73 @@ def train_steps_fn(
     return train_steps
 
 
+def batch_gradient(
+    model: models.LM, mode: str, labels_per_example: int | None = None, micro_batches: int = 1
+) -> Callable[[Any, tasks.Batch, jax.Array], tuple[jax.Array, jax.Array, Any]]:
+    """(params, batch, dropout_key) -> (loss, accuracy, grads) of the mean masked loss.
+
+    With `micro_batches` = m > 1 the rows i, i + m, i + 2m, ... form slice i (so a batch
+    sharded over devices stays where it is), the slices run one after another in a
+    `lax.scan` with dropout keys `fold_in(dropout_key, i)`, and their loss sums and gradients
+    are added up before dividing by the batch's label count. Without dropout that is the
+    whole batch's gradient; activations are held for B / m rows at a time, which also keeps
+    them in cache on a CPU.
+    """
+
+    def sums(params, batch: tasks.Batch, dropout_key):
+        logits, targets, mask = labelled_logits(
+            model, params, batch, labels_per_example, mode=mode, train=True,
+            rngs={"dropout": dropout_key},
+        )
+        loss_sum, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
+        return loss_sum, (correct, count)
+
+    def whole(params, batch: tasks.Batch, dropout_key):
+        def loss_fn(params):
+            loss_sum, (correct, count) = sums(params, batch, dropout_key)
+            count = jnp.maximum(count, 1.0)
+            return loss_sum / count, correct / count
+
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return loss, accuracy, grads
+
+    def sliced(params, batch: tasks.Batch, dropout_key):
+        rows = batch.inputs.shape[0]
+        if rows % micro_batches:
+            raise ValueError(
+                f"micro_batches: {micro_batches} does not divide the batch of {rows} rows"
+            )
+        slices = jax.tree.map(
+            lambda a: jnp.swapaxes(a.reshape(rows // micro_batches, micro_batches, -1), 0, 1),
+            batch,
+        )
+
+        def add_slice(total, indexed):
+            i, part = indexed
+            value_and_grad = jax.value_and_grad(sums, has_aux=True)
+            (loss_sum, aux), grads = value_and_grad(params, part, jax.random.fold_in(dropout_key, i))
+            return jax.tree.map(jnp.add, total, (loss_sum, aux, grads)), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        zero = jnp.zeros((), jnp.float32)
+        (loss_sum, (correct, count), grads), _ = jax.lax.scan(
+            add_slice, (zero, (zero, zero), zeros), (jnp.arange(micro_batches), slices)
+        )
+        count = jnp.maximum(count, 1.0)
+        return loss_sum / count, correct / count, jax.tree.map(lambda g: g / count, grads)
+
+    if not isinstance(micro_batches, int) or micro_batches < 1:
+        raise ValueError(f"micro_batches: expected a positive int, got {micro_batches!r}")
+    return whole if micro_batches == 1 else sliced
+
+
 def make_train_step(
     model: models.LM,
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
     mode: str,
     labels_per_example: int | None = None,
+    micro_batches: int = 1,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """A jitted function running k optimizer steps on a stack of k batches, state donated.
 
@@ -125,7 +179,8 @@ def make_train_step(
     Fusing k steps into one `lax.scan` pays the per-call dispatch cost once per k steps.
     """
     return jax.jit(
-        train_steps_fn(model, tx, lr_schedule, mode, labels_per_example), donate_argnums=0
+        train_steps_fn(model, tx, lr_schedule, mode, labels_per_example, micro_batches),
+        donate_argnums=0,
     )
 
 
