@@ -1,5 +1,6 @@
 """Runs in subprocesses: SIGTERM saves and exits, SIGKILL + --resume ends exactly where an
-uninterrupted run ends, and 4 fake CPU devices follow the single-device loss trajectory.
+uninterrupted run ends, 4 fake CPU devices follow the single-device loss trajectory, and so do
+2 fake devices with the batch in 2 micro-batches.
 
 All runs share a persistent compilation cache, so only the first process of each device count
 pays for compiling the train and eval steps.
@@ -143,3 +144,26 @@ def test_four_fake_devices_follow_the_single_device_loss_trajectory(
     for key, rtol, atol in (("loss", 1e-4, 0.0), ("grad_norm", 1e-3, 0.0), ("accuracy", 0, 1e-2)):
         np.testing.assert_allclose([r[key] for r in many], [r[key] for r in one],
                                    rtol=rtol, atol=atol, err_msg=key)
+
+
+def test_micro_batches_on_two_fake_devices_follow_the_whole_batch(tmp_path, env):
+    # Without dropout the summed slice gradients are the whole batch's gradient; each slice is
+    # itself split over the devices. Tolerances as for the sharded run above.
+    short = ("--model.embed_dropout=0.0", "--train.steps=60", "--train.eval_every=60",
+             "--train.checkpoint_every=60")
+    whole = run(tmp_path / "whole", env, *short)
+    two = env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    sliced = run(tmp_path / "sliced", two, *short, "--train.micro_batches=2")
+    assert whole.returncode == 0, whole.stderr
+    assert sliced.returncode == 0, sliced.stderr
+    one, many = records(tmp_path / "whole", "train"), records(tmp_path / "sliced", "train")
+    assert len(one) == len(many) == 6
+    for key, rtol in (("loss", 1e-4), ("grad_norm", 1e-3)):
+        np.testing.assert_allclose([r[key] for r in many], [r[key] for r in one], rtol=rtol,
+                                   err_msg=key)
+
+    four = env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    refused = run(tmp_path / "refused", four, *short, "--train.micro_batches=4")
+    assert refused.returncode == 2
+    assert ("train.batch_size / train.micro_batches=2 does not split evenly over 4 devices"
+            in refused.stderr)
