@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax import tasks
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
 from h3_jax.train.step import init_state, make_train_step
 from h3_jax.train.workdir import environment

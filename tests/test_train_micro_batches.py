@@ -16,7 +16,12 @@ from h3_jax import models, tasks
 from h3_jax.presets import get_preset
 from h3_jax.train.config import ConfigError
 from h3_jax.train.run_config import check
-from h3_jax.train.step import batch_gradient, labelled_logits, make_train_step, masked_loss_and_accuracy
+from h3_jax.train.step import (
+    batch_gradient,
+    labelled_logits,
+    make_train_step,
+    masked_loss_and_accuracy,
+)
 from test_models_helpers import fast_compile, trained_like_params  # noqa: F401
 
 ROWS, LENGTH, VOCAB = 8, 12, 11
@@ -46,7 +51,8 @@ def _relative(a, b) -> float:
 @pytest.mark.parametrize("micro_batches", [2, 4, 8])
 def test_without_dropout_equals_the_whole_batch(micro_batches):
     config = _config(0.0)
-    model, params, batch, key = models.LM(config), trained_like_params(config), _batch(), jax.random.key(0)
+    model, params, batch = models.LM(config), trained_like_params(config), _batch()
+    key = jax.random.key(0)
     whole = jax.jit(batch_gradient(model, "fft"))(params, batch, key)
     sliced = jax.jit(batch_gradient(model, "fft", micro_batches=micro_batches))(params, batch, key)
     np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
@@ -56,7 +62,8 @@ def test_without_dropout_equals_the_whole_batch(micro_batches):
 
 def test_with_dropout_each_slice_has_its_own_key():
     config = _config(0.3)
-    model, params, batch, key = models.LM(config), trained_like_params(config), _batch(1), jax.random.key(3)
+    model, params, batch = models.LM(config), trained_like_params(config), _batch(1)
+    key = jax.random.key(3)
     m = 2
 
     def reference(params):
@@ -98,17 +105,16 @@ def test_train_step_with_micro_batches_matches_the_whole_batch():
     np.testing.assert_allclose(sliced_metrics["loss"], whole_metrics["loss"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("micro_batches", [0, 3, 2.0])
-def test_bad_micro_batch_counts_are_refused(micro_batches):
-    model = models.LM(_config(0.0))
-    if isinstance(micro_batches, int) and micro_batches > 0:
-        gradient = batch_gradient(model, "fft", micro_batches=micro_batches)
-        params = trained_like_params(_config(0.0))
-        with pytest.raises(ValueError, match="micro_batches: 3 does not divide the batch of 8"):
-            gradient(params, _batch(), jax.random.key(0))
-    else:
-        with pytest.raises(ValueError, match="micro_batches: expected a positive int"):
-            batch_gradient(model, "fft", micro_batches=micro_batches)
+@pytest.mark.parametrize("micro_batches", [0, -2, 2.0])
+def test_a_micro_batch_count_that_is_not_a_positive_int_is_refused(micro_batches):
+    with pytest.raises(ValueError, match="micro_batches: expected a positive int"):
+        batch_gradient(models.LM(_config(0.0)), "fft", micro_batches=micro_batches)
+
+
+def test_a_micro_batch_count_that_does_not_divide_the_batch_is_refused():
+    gradient = batch_gradient(models.LM(_config(0.0)), "fft", micro_batches=3)
+    with pytest.raises(ValueError, match="micro_batches: 3 does not divide the batch of 8 rows"):
+        gradient(trained_like_params(_config(0.0)), _batch(), jax.random.key(0))
 
 
 @pytest.mark.parametrize("micro_batches, message", [

@@ -148,8 +148,8 @@ def batch_gradient(
 
         def add_slice(total, indexed):
             i, part = indexed
-            value_and_grad = jax.value_and_grad(sums, has_aux=True)
-            (loss_sum, aux), grads = value_and_grad(params, part, jax.random.fold_in(dropout_key, i))
+            key = jax.random.fold_in(dropout_key, i)
+            (loss_sum, aux), grads = jax.value_and_grad(sums, has_aux=True)(params, part, key)
             return jax.tree.map(jnp.add, total, (loss_sum, aux, grads)), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
