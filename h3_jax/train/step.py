@@ -142,7 +142,7 @@ def batch_gradient(
                 f"micro_batches: {micro_batches} does not divide the batch of {rows} rows"
             )
         slices = jax.tree.map(
-            lambda a: jnp.swapaxes(a.reshape(rows // micro_batches, micro_batches, -1), 0, 1),
+            lambda a: jnp.swapaxes(a.reshape(-1, micro_batches, *a.shape[1:]), 0, 1),
             batch,
         )
 
