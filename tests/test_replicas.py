@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 from h3_jax import models
 from h3_jax.presets import get_preset
@@ -36,7 +37,9 @@ SEEDS, DATA_SEEDS = (0, 7), (0, 3)
 RTOL, ATOL = 2e-4, 2e-5
 
 
-def test_replicas_equal_separate_runs():
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_replicas_equal_separate_runs(micro_batches):
+    # With micro-batches each replica's gradient is summed over its slices inside the vmap.
     config = apply_overrides(get_preset("h3-ar"), OVERRIDES)
     t = config.train
     model = models.LM(config.model)
@@ -45,7 +48,7 @@ def test_replicas_equal_separate_runs():
     data = ReplicaData(config.task, t.data, DATA_SEEDS, t.batch_size)
     state = init_replicas(model, tx, SEEDS, config.task.seq_len)
     initial = jax.tree.map(np.asarray, state)  # host copy: the step donates `state`
-    step_fn = make_replica_train_step(model, tx, schedule, t.mode)
+    step_fn = make_replica_train_step(model, tx, schedule, t.mode, micro_batches=micro_batches)
     losses = []
     for step in range(0, t.steps, t.steps_per_call):
         state, metrics = step_fn(state, data.chunk(step, t.steps_per_call))
@@ -54,7 +57,7 @@ def test_replicas_equal_separate_runs():
     evaluate = ReplicaEvaluator(make_replica_eval_step(model, t.mode), data.test_chunks(16))
     accuracy = evaluate(state["params"])["accuracy"]
 
-    single_step = make_train_step(model, tx, schedule, t.mode)
+    single_step = make_train_step(model, tx, schedule, t.mode, micro_batches=micro_batches)
     single_eval = make_eval_step(model, t.mode)
     for r, data_seed in enumerate(DATA_SEEDS):
         single_data = TrainData(config.task, t.data, data_seed, t.batch_size)
