@@ -79,6 +79,13 @@ def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]
     return best
 
 
+def optimizer_groups(optim: dict) -> str:
+    """"one AdamW group" when the SSM dynamics train like every other parameter, else "H3 groups"."""
+    lr_ssm = optim["lr_ssm"] if optim["lr_ssm"] is not None else min(1e-3, optim["lr"])
+    same = lr_ssm == optim["lr"] and optim.get("weight_decay_ssm", 0.0) == optim["weight_decay"]
+    return "one AdamW group" if same else "H3 groups"
+
+
 def write_report(cell_dir: str, stem: str) -> list[str]:
     cells = load_cells(cell_dir, ALL_CELLS)
     best = best_per_setting(cells)
@@ -96,8 +103,9 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
         "0, 2 mixer-only layers. Scaled down "
         f"for a 2-core CPU: batch 64 (Zoology 512), {', '.join(map(str, steps))} steps per cell "
         "(Zoology: 64 epochs of batch 512, about 12,500 steps, 8x the examples per step), early "
-        "stop above 99%. Optimizer groups as in the H3 paper (SSM dynamics without weight decay, "
-        "at a rate of at most 1e-3); Zoology trains every parameter in one AdamW group.",
+        "stop above 99%. Optimizer: by default the H3 paper's groups (SSM dynamics without "
+        "weight decay, at a rate of at most 1e-3); Zoology trains every parameter in one AdamW "
+        "group (the `optimizer` column of the cells below says which each cell used).",
         "",
         "| L (kv) | model | " + " | ".join(f"d={d}" for d in WIDTHS) + " |",
         "|---|---|" + "---|" * len(WIDTHS),
@@ -111,9 +119,11 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
                 row.append(f"{ours} / {ZOOLOGY[(mixer, L, d)]:.2f}")
             lines.append(f"| {L} ({kv}) | {mixer} | " + " | ".join(row) + " |")
     lines += ["", "Every cell (times depend on the CPU several-fold, and on what ran beside it):",
-              "", "| cell | best accuracy | steps | time (s) | CPU |", "|---|---:|---:|---:|---|"]
+              "", "| cell | optimizer | best accuracy | steps | time (s) | CPU |",
+              "|---|---|---:|---:|---:|---|"]
     for cell, data in sorted(cells.items()):
-        lines.append(f"| {cell} | {np.mean(data['best_test_accuracy']):.3f} | "
+        lines.append(f"| {cell} | {optimizer_groups(data['config']['optim'])} | "
+                     f"{np.mean(data['best_test_accuracy']):.3f} | "
                      f"{data['final_step']} | {data['elapsed_s']:.0f} | "
                      f"{cpu_label(data['environment'])} |")
     commands = sorted({d["command"] for d in cells.values()})

@@ -92,6 +92,7 @@ def test_split_overrides_accepts_both_spellings():
     (["train", "--optim.warmup_steps=99999"], "optim.warmup_steps=99999"),
     (["train", "--train.log_every=7"], "not a multiple of train.steps_per_call"),
     (["train", "--train.batch_size=0"], "train.batch_size must be positive"),
+    (["train", "--optim.weight_decay_ssm=-0.1"], "optim.weight_decay_ssm=-0.1 must be >= 0"),
     (["train", "--task.vocab_size=2"], "vocab_size"),
     (["train", "--bogus"], "unrecognized argument '--bogus'"),
     (["train", "--resume"], "--resume needs --workdir"),

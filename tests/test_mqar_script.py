@@ -4,6 +4,14 @@ numbers; unknown cells are refused."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+
+from h3_jax.train.config import to_jsonable
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments"))
+import mqar  # noqa: E402
 
 
 def test_mqar_script_one_cell(tmp_path, run_script):
@@ -22,9 +30,20 @@ def test_mqar_script_one_cell(tmp_path, run_script):
     assert report["best"]["attention-L64-d64"]["lr"] == 0.00215
     text = (tmp_path / "results" / "mqar.md").read_text()
     assert "128 train / 32 test" in text and "/ 0.93" in text
+    assert "| attention-L64-d64-lr0.00215 | H3 groups |" in text
     assert (tmp_path / "results" / "mqar.png").exists()
 
 
 def test_mqar_script_unknown_cell(run_script):
     run = run_script("mqar", "--cells", "h3-L32-d64-lr0.001", timeout=120)
     assert run.returncode == 2 and "unknown cells" in run.stderr
+
+
+def test_report_names_the_optimizer_groups_of_each_cell():
+    cell = "h3-L128-d128-lr0.00215"
+    paper = mqar.config_for(cell, None, [])
+    zoology = mqar.config_for(cell, None, ["optim.lr_ssm=0.00215", "optim.weight_decay_ssm=0.1"])
+    assert mqar.optimizer_groups(to_jsonable(paper.optim)) == "H3 groups"
+    assert mqar.optimizer_groups(to_jsonable(zoology.optim)) == "one AdamW group"
+    older = {k: v for k, v in to_jsonable(paper.optim).items() if k != "weight_decay_ssm"}
+    assert mqar.optimizer_groups(older) == "H3 groups"

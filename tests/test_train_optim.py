@@ -77,6 +77,43 @@ def test_groups_ssm_dynamics_get_no_weight_decay_and_their_own_rate(h3_params):
     jax.tree.map(check, labels, h3_params, updates)
 
 
+def test_ssm_weight_decay_shrinks_the_ssm_group_at_its_own_rate(h3_params):
+    """With zero gradients: "ssm" shrinks by lr_ssm * weight_decay_ssm, "rest" by lr * wd."""
+    optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.5, weight_decay_ssm=0.2,
+                        schedule="constant")
+    updates = first_update(make_optimizer(optim, steps=10)[0],
+                           jax.tree.map(jnp.zeros_like, h3_params), h3_params)
+
+    def check(label, param, update):
+        shrink = 0.01 * 0.2 if label == "ssm" else 0.1 * 0.5
+        np.testing.assert_allclose(update, -shrink * np.asarray(param), rtol=1e-6, atol=1e-8)
+
+    jax.tree.map(check, models.param_labels(h3_params), h3_params, updates)
+
+
+def test_equal_rates_and_decays_are_one_adamw_over_every_parameter(h3_params):
+    """lr_ssm = lr and weight_decay_ssm = weight_decay: Zoology's single AdamW group."""
+    optim = OptimConfig(lr=3e-3, lr_ssm=3e-3, weight_decay=0.1, weight_decay_ssm=0.1,
+                        schedule="constant")
+    tx, _ = make_optimizer(optim, steps=10)
+    single = optax.adamw(3e-3, weight_decay=0.1)
+    leaves, treedef = jax.tree.flatten(h3_params)
+    keys = jax.random.split(jax.random.key(0), len(leaves))
+    grads = treedef.unflatten([jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+    def two_steps(tx):
+        def run(grads, params):
+            state = tx.init(params)
+            for scale in (1.0, -0.5):
+                updates, state = tx.update(jax.tree.map(lambda g: scale * g, grads), state, params)
+                params = optax.apply_updates(params, updates)
+            return params
+        return jax.jit(run)(grads, h3_params)
+
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9),
+                 two_steps(tx), two_steps(single))
+
+
 def test_groups_learning_rates(h3_params):
     """One Adam step from fresh moments moves each parameter by about its group's rate."""
     optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.0, schedule="constant")

@@ -26,7 +26,10 @@ class OptimConfig:
 
     lr: float = 5e-4  # peak learning rate of the main group
     lr_ssm: float | None = None  # peak rate of the SSM dynamics (A, B, dt); None = min(1e-3, lr)
-    weight_decay: float = 0.1  # decoupled, main group only (the SSM group never decays)
+    weight_decay: float = 0.1  # decoupled weight decay of the main group
+    # Decoupled weight decay of the SSM dynamics: 0 in the H3 paper. With lr_ssm = lr and this
+    # = weight_decay, the two groups are one AdamW over every parameter (Zoology's optimizer).
+    weight_decay_ssm: float = 0.0
     b1: float = 0.9  # Adam first-moment decay
     b2: float = 0.999  # Adam second-moment decay
     eps: float = 1e-8  # Adam epsilon

@@ -1,8 +1,9 @@
 """AdamW with the H3 paper's two parameter groups, and the learning-rate schedules it uses.
 
 Groups (safari `configure_optimizers`): the SSM dynamics (A, B, dt of both SSMs, labelled "ssm"
-by `h3_jax.models.param_labels`) get no weight decay and their own peak rate `lr_ssm`; all other
-parameters get AdamW with `weight_decay`. Both groups follow the same schedule shape.
+by `h3_jax.models.param_labels`) get their own peak rate `lr_ssm` and, by default, no weight decay
+(`weight_decay_ssm`); all other parameters get AdamW with `weight_decay`. Both groups follow the
+same schedule shape.
 """
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ def make_optimizer(
     groups = optax.partition(
         {
             "rest": optax.adamw(schedules["rest"], weight_decay=optim.weight_decay, **adam),
-            "ssm": optax.adam(schedules["ssm"], **adam),
+            # Plain Adam without decay keeps the optimizer state of runs made before
+            # weight_decay_ssm existed, so their checkpoints still restore.
+            "ssm": optax.adamw(schedules["ssm"], weight_decay=optim.weight_decay_ssm, **adam)
+            if optim.weight_decay_ssm
+            else optax.adam(schedules["ssm"], **adam),
         },
         models.param_labels,
     )

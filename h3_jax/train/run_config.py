@@ -104,6 +104,9 @@ def check(config: RunConfig) -> None:
             )
     if o.lr <= 0 or (o.lr_ssm is not None and o.lr_ssm <= 0):
         raise ConfigError("optim.lr and optim.lr_ssm must be positive")
+    for name in ("weight_decay", "weight_decay_ssm"):
+        if getattr(o, name) < 0:
+            raise ConfigError(f"optim.{name}={getattr(o, name)} must be >= 0")
     if not 0 <= o.warmup_steps <= t.steps:
         raise ConfigError(
             f"optim.warmup_steps={o.warmup_steps} must lie in [0, train.steps={t.steps}]"
