@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from h3_jax.tasks import checks
+
 # Appended to (seed, index) so the stream never shares a seed sequence with `dataset(seed)`,
 # which seeds numpy with the bare integer as the paper's code does.
 _STREAM_TAG = 0x5EED_57EA
@@ -51,3 +53,25 @@ def stream_rng(seed: int, index: int) -> np.random.Generator:
     Depends on (seed, index) only, so a resumed run draws the same batch for the same step.
     """
     return np.random.default_rng([seed, index, _STREAM_TAG])
+
+
+class DrawnTask:
+    """`dataset` and `batch` for a task whose examples are drawn independently, `draw(rng, n)`;
+    the task has the fields `num_examples` and `num_test_examples`."""
+
+    def draw(self, rng: np.random.Generator, n_examples: int) -> Batch:
+        raise NotImplementedError
+
+    def dataset(self, seed: int) -> tuple[Batch, Batch]:
+        """(train, test): (num_examples, L) and (num_test_examples, L), train drawn first."""
+        checks.require_seed("seed", seed)
+        rng = np.random.default_rng(seed)
+        train = self.draw(rng, self.num_examples)
+        return train, self.draw(rng, self.num_test_examples)
+
+    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
+        """Batch `index` of an endless stream of fresh examples; (batch_size, L)."""
+        checks.require_seed("seed", seed)
+        checks.require_seed("index", index)
+        checks.require_batch_size(batch_size)
+        return self.draw(stream_rng(seed, index), batch_size)

@@ -44,12 +44,12 @@ from typing import ClassVar
 import numpy as np
 
 from h3_jax.tasks import checks
-from h3_jax.tasks.base import Batch, stream_rng
+from h3_jax.tasks.base import Batch, DrawnTask
 from h3_jax.tasks.sampling import distinct_integers, weighted_without_replacement
 
 
 @dataclass(frozen=True)
-class MQARTask:
+class MQARTask(DrawnTask):
     """Zoology's MQAR task.
 
     vocab_size:         V (model vocabulary size); needs V > seq_len.
@@ -146,17 +146,3 @@ class MQARTask:
             filler = inputs == 0
             inputs[filler] = rng.integers(0, V, size=int(filler.sum()), dtype=np.int32)
         return Batch(inputs, targets, mask)
-
-    def dataset(self, seed: int) -> tuple[Batch, Batch]:
-        """(train, test): (num_examples, L) and (num_test_examples, L), train drawn first."""
-        checks.require_seed("seed", seed)
-        rng = np.random.default_rng(seed)
-        train = self.draw(rng, self.num_examples)
-        return train, self.draw(rng, self.num_test_examples)
-
-    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
-        """Batch `index` of an endless stream of fresh examples; (batch_size, L)."""
-        checks.require_seed("seed", seed)
-        checks.require_seed("index", index)
-        checks.require_batch_size(batch_size)
-        return self.draw(stream_rng(seed, index), batch_size)

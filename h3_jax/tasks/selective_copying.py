@@ -30,12 +30,12 @@ from typing import ClassVar
 import numpy as np
 
 from h3_jax.tasks import checks
-from h3_jax.tasks.base import Batch, stream_rng
+from h3_jax.tasks.base import Batch, DrawnTask
 from h3_jax.tasks.sampling import distinct_integers
 
 
 @dataclass(frozen=True)
-class SelectiveCopyingTask:
+class SelectiveCopyingTask(DrawnTask):
     """Selective copying (Mamba paper setting: A = 16, seq_len = 4096, M = 16).
 
     vocab_size:        A, including the noise token 0 and the marker A - 1; needs A >= 3.
@@ -87,17 +87,3 @@ class SelectiveCopyingTask:
         mask = np.zeros((n, L), dtype=bool)
         mask[:, L - M :] = True
         return Batch(inputs, targets, mask)
-
-    def dataset(self, seed: int) -> tuple[Batch, Batch]:
-        """(train, test): (num_examples, seq_len) and (num_test_examples, seq_len), train drawn first."""
-        checks.require_seed("seed", seed)
-        rng = np.random.default_rng(seed)
-        train = self.draw(rng, self.num_examples)
-        return train, self.draw(rng, self.num_test_examples)
-
-    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
-        """Batch `index` of an endless stream of fresh examples; (batch_size, seq_len)."""
-        checks.require_seed("seed", seed)
-        checks.require_seed("index", index)
-        checks.require_batch_size(batch_size)
-        return self.draw(stream_rng(seed, index), batch_size)
