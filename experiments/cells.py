@@ -19,7 +19,7 @@ from typing import Callable
 
 from h3_jax.train.config import to_jsonable
 from h3_jax.train.replica_run import train_replicas
-from h3_jax.train.run_config import RunConfig, apply_overrides
+from h3_jax.train.run_config import RunConfig, apply_overrides, config_from_dict
 from h3_jax.train.workdir import environment, write_json
 
 ConfigFor = Callable[[str, "int | None", "list[str]"], RunConfig]  # (cell, steps, overrides)
@@ -104,12 +104,14 @@ def run_study(
 
 
 def cell_is_done(path: str, config: RunConfig, seeds: list[int], stop_at: float | None) -> bool:
-    """Whether `path` holds this very cell: same config, seeds and stopping rule."""
+    """Whether `path` holds this very cell: same config, seeds and stopping rule. A config
+    field added after the cell ran counts at its default, the value the cell trained with."""
     if not os.path.exists(path):
         return False
     with open(path) as f:
         done = json.load(f)
-    same_config = done["config"] == json.loads(json.dumps(to_jsonable(config)))
+    canonical = lambda c: json.loads(json.dumps(to_jsonable(c)))  # noqa: E731
+    same_config = canonical(config_from_dict(done["config"])) == canonical(config)
     return same_config and done["seeds"] == seeds and done.get("stop_at") == stop_at
 
 

@@ -1,0 +1,45 @@
+"""experiments/cells.py: a finished cell is recognised (and skipped) by its config, seeds and
+stopping rule, also after config fields were added to the package."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from h3_jax.train.config import to_jsonable
+from h3_jax.train.run_config import apply_overrides
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments"))
+import cells  # noqa: E402
+import mqar  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "experiments", "results")
+
+
+def test_fields_added_after_a_cell_ran_count_at_their_defaults(tmp_path):
+    config = mqar.config_for("h3-L64-d64-lr0.00215", None, [])
+    stored = to_jsonable(config)
+    del stored["optim"]["weight_decay_ssm"], stored["train"]["micro_batches"]
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps({"config": stored, "seeds": [0], "stop_at": 0.99}))
+    assert cells.cell_is_done(str(path), config, [0], 0.99)
+    assert not cells.cell_is_done(str(path), apply_overrides(config, ["optim.weight_decay_ssm=0.1"]),
+                                  [0], 0.99)
+    assert not cells.cell_is_done(str(path), apply_overrides(config, ["train.micro_batches=2"]),
+                                  [0], 0.99)
+    assert not cells.cell_is_done(str(path), config, [0, 1], 0.99)
+    assert not cells.cell_is_done(str(path), config, [0], None)
+    assert not cells.cell_is_done(str(tmp_path / "missing.json"), config, [0], 0.99)
+
+
+def test_committed_mqar_cells_are_done():
+    """Rerunning the MQAR study rewrites its report from the committed cells instead of training."""
+    cell = "h3-L128-d64-lr0.00215"
+    path = os.path.join(RESULTS, "mqar", f"{cell}.json")
+    with open(path) as f:
+        stored = json.load(f)
+    assert cells.cell_is_done(path, mqar.config_for(cell, None, []), stored["seeds"],
+                              stored["stop_at"])
