@@ -25,6 +25,8 @@ import numpy as np
 
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
+from h3_jax.train.config import OptimConfig, from_jsonable
+from h3_jax.train.optim import is_one_group
 from h3_jax.train.run_config import RunConfig, apply_overrides
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -80,10 +82,9 @@ def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]
 
 
 def optimizer_groups(optim: dict) -> str:
-    """"one AdamW group" when the SSM dynamics train like every other parameter, else "H3 groups"."""
-    lr_ssm = optim["lr_ssm"] if optim["lr_ssm"] is not None else min(1e-3, optim["lr"])
-    same = lr_ssm == optim["lr"] and optim.get("weight_decay_ssm", 0.0) == optim["weight_decay"]
-    return "one AdamW group" if same else "H3 groups"
+    """The stored optim section as "one AdamW group" or "H3 groups" (fields it predates count
+    at their defaults)."""
+    return "one AdamW group" if is_one_group(from_jsonable(OptimConfig, optim)) else "H3 groups"
 
 
 def write_report(cell_dir: str, stem: str) -> list[str]:

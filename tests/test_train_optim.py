@@ -114,6 +114,21 @@ def test_equal_rates_and_decays_are_one_adamw_over_every_parameter(h3_params):
                  two_steps(tx), two_steps(single))
 
 
+def test_without_ssm_decay_the_state_is_the_one_older_checkpoints_hold(h3_params):
+    """weight_decay_ssm = 0 keeps plain Adam for the SSM group: the optimizer state has the tree
+    structure of runs made before the option existed, so their checkpoints restore."""
+    optim = OptimConfig(lr=3e-3, weight_decay=0.1, schedule="constant")
+    before = optax.partition(
+        {"rest": optax.adamw(lambda step: 3e-3, weight_decay=0.1),
+         "ssm": optax.adam(lambda step: 1e-3)},
+        models.param_labels,
+    )
+    state = make_optimizer(optim, steps=10)[0].init(h3_params)
+    assert jax.tree.structure(state) == jax.tree.structure(before.init(h3_params))
+    decayed = make_optimizer(OptimConfig(weight_decay_ssm=0.1), steps=10)[0].init(h3_params)
+    assert jax.tree.structure(decayed) != jax.tree.structure(state)
+
+
 def test_groups_learning_rates(h3_params):
     """One Adam step from fresh moments moves each parameter by about its group's rate."""
     optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.0, schedule="constant")

@@ -58,9 +58,19 @@ def make_schedule(
     return schedule
 
 
+def ssm_lr(optim: OptimConfig) -> float:
+    """Peak rate of the SSM dynamics: `lr_ssm`, or by default min(1e-3, lr)."""
+    return optim.lr_ssm if optim.lr_ssm is not None else min(1e-3, optim.lr)
+
+
+def is_one_group(optim: OptimConfig) -> bool:
+    """Whether the SSM dynamics train like every other parameter (one AdamW, as in Zoology)."""
+    return ssm_lr(optim) == optim.lr and optim.weight_decay_ssm == optim.weight_decay
+
+
 def group_schedules(optim: OptimConfig, steps: int) -> dict[str, Schedule]:
     """The main ("rest") and SSM ("ssm") schedules; the SSM one is the main one rescaled."""
-    lr_ssm = optim.lr_ssm if optim.lr_ssm is not None else min(1e-3, optim.lr)
+    lr_ssm = ssm_lr(optim)
     scale = lr_ssm / optim.lr
     common = dict(kind=optim.schedule, steps=steps, warmup_steps=optim.warmup_steps)
     return {
