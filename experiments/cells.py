@@ -8,7 +8,6 @@ report; `add_arguments` and `run_study` do the rest.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -19,7 +18,7 @@ from typing import Callable
 
 from h3_jax.train.config import to_jsonable
 from h3_jax.train.replica_run import train_replicas
-from h3_jax.train.run_config import RunConfig, apply_overrides, config_from_dict
+from h3_jax.train.run_config import RunConfig, apply_overrides, config_from_dict, config_tag
 from h3_jax.train.workdir import environment, write_json
 
 ConfigFor = Callable[[str, "int | None", "list[str]"], RunConfig]  # (cell, steps, overrides)
@@ -124,8 +123,7 @@ def run_cell(
     if not args.force and cell_is_done(path, config, seeds, args.stop_at):
         print(f"{cell}: done already ({path}), skipped")
         return True
-    tag = hashlib.sha1(json.dumps([to_jsonable(config), seeds, args.stop_at]).encode())
-    workdir = os.path.join(args.workdir, f"{cell}-{tag.hexdigest()[:10]}")
+    workdir = os.path.join(args.workdir, f"{cell}-{config_tag(config, seeds, args.stop_at)}")
     if args.force and os.path.exists(workdir):
         raise SystemExit(f"--force: remove {workdir} first so the cell starts from scratch")
     print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import shlex
@@ -37,7 +36,7 @@ from h3_jax.presets import get_preset
 from h3_jax.train.config import to_jsonable
 from h3_jax.train.loop import train
 from h3_jax.train.restore import load_state
-from h3_jax.train.run_config import apply_overrides
+from h3_jax.train.run_config import apply_overrides, config_tag
 from h3_jax.train.workdir import SUMMARY, environment, has_run, path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -172,8 +171,7 @@ def main() -> None:
             parser.error(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
 
     config = shortened(apply_overrides(get_preset(PRESET), args.override), args.steps)
-    tag = hashlib.sha1(json.dumps(to_jsonable(config)).encode()).hexdigest()[:10]
-    workdir = os.path.join(args.workdir, f"{PRESET}-{tag}")
+    workdir = os.path.join(args.workdir, f"{PRESET}-{config_tag(config)}")
     os.makedirs(workdir, exist_ok=True)
     summary = train_model(config, workdir, args.progress)
     _, state, step, _ = load_state(workdir, "latest")

@@ -162,6 +162,29 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def non_default_fields(obj: Any) -> dict[str, Any]:
+    """The fields of dataclass `obj` that differ from their declared defaults, JSON-ready.
+
+    Nested dataclasses are compared field by field; fields without a default are always listed.
+    A field added to a class later, at its default, leaves the result unchanged.
+    """
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = non_default_fields(value)
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if default is dataclasses.MISSING or value != default:
+            out[f.name] = to_jsonable(value)
+    return out
+
+
 def from_jsonable(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a flat dataclass from `to_jsonable` output (lists back to tuples)."""
     types_ = field_types(cls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from h3_jax.train.config import (
     OptimConfig,
     TrainConfig,
     from_jsonable,
+    non_default_fields,
     parse_override,
     replace_fields,
     to_jsonable,
@@ -144,3 +146,11 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
 def load_config(path: str) -> RunConfig:
     with open(path) as f:
         return config_from_dict(json.load(f))
+
+
+def config_tag(config: RunConfig, *extra: Any) -> str:
+    """Ten hex digits that name a run's directory: a hash of the config's non-default fields
+    and of `extra` (seeds, stopping rule). A field added to the package later, at its default,
+    keeps the tag, so a paused run still finds its checkpoints."""
+    text = json.dumps([non_default_fields(config), to_jsonable(list(extra))], sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
