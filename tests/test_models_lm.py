@@ -148,6 +148,8 @@ def test_sequence_longer_than_position_table_raises():
         (dict(vocab_size=0), "vocab_size"),
         (dict(d_model=0), "d_model"),
         (dict(d_inner=-1), "d_inner"),
+        (dict(identity_mlp=1), "identity_mlp"),
+        (dict(identity_mlp=True), "identity_mlp"),  # needs d_inner=0
     ],
 )
 def test_config_rejects_bad_values_naming_field_and_value(changes, field):
@@ -159,11 +161,14 @@ def test_config_rejects_bad_values_naming_field_and_value(changes, field):
     assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
-def test_blocks_without_mlp():
-    """d_inner=0: mixer-only blocks (no norm2, no MLP), every mode still equal."""
-    config = small_config("hybrid", d_inner=0)
+@pytest.mark.parametrize("identity_mlp", [False, True])
+def test_blocks_without_mlp(identity_mlp):
+    """d_inner=0: mixer-only blocks (no norm2, no MLP), or with identity_mlp x += norm2(x) after
+    the mixer; every mode still equal."""
+    config = small_config("hybrid", d_inner=0, identity_mlp=identity_mlp)
     params = trained_like_params(config)
-    assert set(params["layers_0"]) == {"norm1", "mixer"} and config.mlp_width == 0
+    norm2 = {"norm2"} if identity_mlp else set()
+    assert set(params["layers_0"]) == {"norm1", "mixer"} | norm2 and config.mlp_width == 0
     tokens = random_tokens(3, (2, 12))
     fft = jitted_forward(config)(params, tokens)
     scan = LM(config).apply({"params": params}, tokens, mode="scan")
@@ -172,6 +177,24 @@ def test_blocks_without_mlp():
     for t in range(5, 12):
         logits_t, state = generate.step(config, params, state, tokens[:, t])
         assert_close(logits_t, fft[:, t], rtol=0, atol=2e-5 * scale(fft), err_msg=f"t={t}")
+
+
+def test_identity_mlp_adds_the_normalised_residual():
+    """With norm2's scale and bias at zero, x += norm2(x) adds nothing: the logits are those of
+    mixer-only blocks with the same parameters; with norm2 as initialised they are not."""
+    plain = small_config("h3", d_inner=0)
+    identity = plain.replace(identity_mlp=True)
+    params = trained_like_params(identity)
+    tokens = random_tokens(4, (2, 12))
+    zeroed = jax.tree.map(lambda a: a, params)
+    for i in range(identity.n_layer):
+        zeroed[f"layers_{i}"]["norm2"] = jax.tree.map(jnp.zeros_like, params[f"layers_{i}"]["norm2"])
+    without = {k: ({n: p for n, p in v.items() if n != "norm2"} if k.startswith("layers_") else v)
+               for k, v in params.items()}
+    expected = LM(plain).apply({"params": without}, tokens)
+    assert_close(LM(identity).apply({"params": zeroed}, tokens), expected, rtol=0, atol=0)
+    changed = LM(identity).apply({"params": params}, tokens)
+    assert float(jnp.max(jnp.abs(changed - expected))) > 1e-3 * scale(expected)
 
 
 def test_config_defaults_and_derived_fields():

@@ -47,6 +47,10 @@ class LMConfig:
     d_inner: int | None = None
     """Hidden width of the MLP; None means 4 * d_model, 0 means blocks without an MLP (the
     mixer-only blocks of Zoology's MQAR and the Mamba paper's synthetic models)."""
+    identity_mlp: bool = False
+    """With d_inner = 0 only: each block's second half adds its normalised input itself to the
+    residual, x += norm2(x), as Zoology's blocks with an Identity state mixer do (its MQAR
+    models); False leaves the block the mixer half alone."""
     embed_dropout: float = 0.1
     """Dropout on the token (+ position) embedding, when training."""
     resid_dropout: float = 0.0
@@ -109,6 +113,12 @@ class LMConfig:
             raise ValueError(
                 f"LMConfig.d_inner: got {self.d_inner!r}; allowed are None (4 * d_model), 0 (no "
                 "MLP) or a positive int"
+            )
+        if not isinstance(self.identity_mlp, bool):
+            raise ValueError(f"LMConfig.identity_mlp: got {self.identity_mlp!r}; allowed is a bool")
+        if self.identity_mlp and self.mlp_width:
+            raise ValueError(
+                f"LMConfig.identity_mlp: True needs d_inner=0 (no MLP), got d_inner={self.d_inner!r}"
             )
         for name in ("embed_dropout", "resid_dropout", "attn_dropout"):
             rate = getattr(self, name)

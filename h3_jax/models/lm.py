@@ -34,7 +34,8 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     """x += dropout(mixer(norm1(x))); x += dropout(mlp(norm2(x))). The residual stays float32.
-    With `mlp_width` 0 the block is the mixer half alone (no norm2, no MLP)."""
+    With `mlp_width` 0 the block is the mixer half alone (no norm2, no MLP), or with
+    `identity_mlp` the mixer half and then x += dropout(norm2(x))."""
 
     config: LMConfig
     mixer: str
@@ -50,6 +51,8 @@ class Block(nn.Module):
         x = x + drop(mixed.astype(jnp.float32))
         if c.mlp_width:
             x = x + drop(MLP(c, name="mlp")(layer_norm(c, "norm2")(x)).astype(jnp.float32))
+        elif c.identity_mlp:
+            x = x + drop(layer_norm(c, "norm2")(x))
         return x, new_state
 
 
