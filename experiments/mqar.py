@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 from h3_jax.hugepages import restart_with_huge_pages
+from h3_jax.models import LMConfig
 from h3_jax.presets import get_preset
 from h3_jax.train.config import OptimConfig, from_jsonable
 from h3_jax.train.optim import is_one_group
@@ -87,6 +88,12 @@ def optimizer_groups(optim: dict) -> str:
     return "one AdamW group" if is_one_group(from_jsonable(OptimConfig, optim)) else "H3 groups"
 
 
+def block_kind(model: dict) -> str:
+    """The stored model section's blocks: "mixer only", or "mixer + norm2(x)" (Zoology's
+    Identity state mixer, `model.identity_mlp`); fields it predates count at their defaults."""
+    return "mixer + norm2(x)" if from_jsonable(LMConfig, model).identity_mlp else "mixer only"
+
+
 def write_report(cell_dir: str, stem: str) -> list[str]:
     cells = load_cells(cell_dir, ALL_CELLS)
     best = best_per_setting(cells)
@@ -101,7 +108,9 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
         f"(of {', '.join(f'{x:g}' for x in lrs)}; the cells below say which ran), mean over "
         "seeds; Zoology's Figure 2 (read from the plot, +-0.03) after the slash. "
         f"V=8192, {', '.join(f'{a:,} train / {b:,} test' for a, b in examples)} examples, filler "
-        "0, 2 mixer-only layers. Scaled down "
+        "0, 2 layers without an MLP: mixer-only blocks by default, or Zoology's blocks, whose "
+        "Identity state mixer adds norm2(x) to the residual (`model.identity_mlp`; the `blocks` "
+        "column of the cells below says which). Scaled down "
         f"for a 2-core CPU: batch 64 (Zoology 512), {', '.join(map(str, steps))} steps per cell "
         "(Zoology: 64 epochs of batch 512, about 12,500 steps, 8x the examples per step), early "
         "stop above 99%. Optimizer: by default the H3 paper's groups (SSM dynamics without "
@@ -120,10 +129,11 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
                 row.append(f"{ours} / {ZOOLOGY[(mixer, L, d)]:.2f}")
             lines.append(f"| {L} ({kv}) | {mixer} | " + " | ".join(row) + " |")
     lines += ["", "Every cell (times depend on the CPU several-fold, and on what ran beside it):",
-              "", "| cell | optimizer | best accuracy | steps | time (s) | CPU |",
-              "|---|---|---:|---:|---:|---|"]
+              "", "| cell | optimizer | blocks | best accuracy | steps | time (s) | CPU |",
+              "|---|---|---|---:|---:|---:|---|"]
     for cell, data in sorted(cells.items()):
         lines.append(f"| {cell} | {optimizer_groups(data['config']['optim'])} | "
+                     f"{block_kind(data['config']['model'])} | "
                      f"{np.mean(data['best_test_accuracy']):.3f} | "
                      f"{data['final_step']} | {data['elapsed_s']:.0f} | "
                      f"{cpu_label(data['environment'])} |")

@@ -82,8 +82,9 @@ def tiny_ar(name: str) -> RunConfig:
 
 def mqar(mixer: str) -> Callable[[str], RunConfig]:
     """Zoology MQAR at its smallest Figure-2 cell (L=64, 4 key-value pairs, V=8192, 100k train
-    examples), 2 mixer-only layers (no MLP, Zoology's Identity state mixer) of d_model 64,
-    AdamW wd 0.1; H3 with d_state = L and head_dim 2.
+    examples), 2 mixer-only layers (no MLP) of d_model 64, AdamW wd 0.1; H3 with d_state = L
+    and head_dim 2. Zoology's Identity state mixer also adds norm2(x) to the residual after each
+    mixer: `model.identity_mlp=true`.
     Batch 64 instead of Zoology's 512 keeps a step affordable on a CPU."""
 
     def build(name: str) -> RunConfig:

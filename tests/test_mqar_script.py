@@ -47,3 +47,13 @@ def test_report_names_the_optimizer_groups_of_each_cell():
     assert mqar.optimizer_groups(to_jsonable(zoology.optim)) == "one AdamW group"
     older = {k: v for k, v in to_jsonable(paper.optim).items() if k != "weight_decay_ssm"}
     assert mqar.optimizer_groups(older) == "H3 groups"
+
+
+def test_report_names_the_blocks_of_each_cell():
+    cell = "h3-L64-d64-lr0.00215"
+    plain = to_jsonable(mqar.config_for(cell, None, []).model)
+    identity = to_jsonable(mqar.config_for(cell, None, ["model.identity_mlp=true"]).model)
+    assert mqar.block_kind(plain) == "mixer only"
+    assert mqar.block_kind(identity) == "mixer + norm2(x)"
+    older = {k: v for k, v in plain.items() if k != "identity_mlp"}
+    assert mqar.block_kind(older) == "mixer only"
