@@ -186,7 +186,7 @@ def test_identity_mlp_adds_the_normalised_residual():
     identity = plain.replace(identity_mlp=True)
     params = trained_like_params(identity)
     tokens = random_tokens(4, (2, 12))
-    zeroed = jax.tree.map(lambda a: a, params)
+    zeroed = jax.tree.map(lambda a: a, params)  # new dicts: the helper's params are cached
     for i in range(identity.n_layer):
         zeroed[f"layers_{i}"]["norm2"] = jax.tree.map(jnp.zeros_like, params[f"layers_{i}"]["norm2"])
     without = {k: ({n: p for n, p in v.items() if n != "norm2"} if k.startswith("layers_") else v)
