@@ -99,6 +99,7 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
     best = best_per_setting(cells)
     lrs = sorted({ALL_CELLS[c][4] for c in cells})
     steps = sorted({d["config"]["train"]["steps"] for d in cells.values()})
+    batches = sorted({d["config"]["train"]["batch_size"] for d in cells.values()})
     tasks = [d["config"]["task"] for d in cells.values()]
     examples = sorted({(t["num_examples"], t["num_test_examples"]) for t in tasks})
     lines = [
@@ -111,8 +112,8 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
         "0, 2 layers without an MLP: mixer-only blocks by default, or Zoology's blocks, whose "
         "Identity state mixer adds norm2(x) to the residual (`model.identity_mlp`; the `blocks` "
         "column of the cells below says which). Scaled down "
-        f"for a 2-core CPU: batch 64 (Zoology 512), {', '.join(map(str, steps))} steps per cell "
-        "(Zoology: 64 epochs of batch 512, about 12,500 steps, 8x the examples per step), early "
+        f"for a 2-core CPU: batch {', '.join(map(str, batches))}, {', '.join(map(str, steps))} "
+        "steps per cell (Zoology: 64 epochs of batch 512, about 12,500 steps), early "
         "stop above 99%. Optimizer: by default the H3 paper's groups (SSM dynamics without "
         "weight decay, at a rate of at most 1e-3); Zoology trains every parameter in one AdamW "
         "group (the `optimizer` column of the cells below says which each cell used).",
