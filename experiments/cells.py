@@ -109,8 +109,7 @@ def cell_is_done(path: str, config: RunConfig, seeds: list[int], stop_at: float 
         return False
     with open(path) as f:
         done = json.load(f)
-    canonical = lambda c: json.loads(json.dumps(to_jsonable(c)))  # noqa: E731
-    same_config = canonical(config_from_dict(done["config"])) == canonical(config)
+    same_config = config_from_dict(done["config"]) == config
     return same_config and done["seeds"] == seeds and done.get("stop_at") == stop_at
 
 

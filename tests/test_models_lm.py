@@ -7,6 +7,7 @@ import pytest
 
 from h3_jax import generate
 from h3_jax.models import LM, LMConfig
+from h3_jax.models.h3 import H3
 from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fixture)
     NAMES,
     assert_close,
@@ -195,6 +196,31 @@ def test_identity_mlp_adds_the_normalised_residual():
     assert_close(LM(identity).apply({"params": zeroed}, tokens), expected, rtol=0, atol=0)
     changed = LM(identity).apply({"params": params}, tokens)
     assert float(jnp.max(jnp.abs(changed - expected))) > 1e-3 * scale(expected)
+
+
+def test_identity_mlp_blocks_follow_their_definition():
+    """Each block is x += mixer(norm1(x)); x += norm2(x): the model's logits against that
+    definition written out, LayerNorms and residual sums in float64, the mixer as a module."""
+    config = small_config("h3", d_inner=0, identity_mlp=True)
+    params = trained_like_params(config)
+    tokens = random_tokens(5, (2, 12))
+
+    def norm(x, p):
+        x = x - x.mean(-1, keepdims=True)
+        x = x / np.sqrt((x * x).mean(-1, keepdims=True) + config.layer_norm_eps)
+        return x * np.asarray(p["scale"], np.float64) + np.asarray(p["bias"], np.float64)
+
+    embedding = np.asarray(params["embedding"], np.float64)
+    x = embedding[np.asarray(tokens)]
+    for i in range(config.n_layer):
+        layer = params[f"layers_{i}"]
+        normed = jnp.asarray(norm(x, layer["norm1"]), jnp.float32)
+        mixed, _ = H3(config).apply({"params": layer["mixer"]}, normed)
+        x = x + np.asarray(mixed, np.float64)
+        x = x + norm(x, layer["norm2"])
+    expected = norm(x, params["ln_f"]) @ embedding.T
+    logits = LM(config).apply({"params": params}, tokens)
+    assert_close(logits, expected, rtol=0, atol=1e-5 * scale(expected))
 
 
 def test_config_defaults_and_derived_fields():
