@@ -36,7 +36,8 @@ import optax
 
 from h3_jax import tasks
 from h3_jax.hugepages import restart_with_huge_pages
-from h3_jax.models import H3, LM, CausalSelfAttention, LMConfig
+from h3_jax.mixers import AttentionConfig, H3Config, Shared, mixer_of
+from h3_jax.models import LM, LMConfig
 from h3_jax.train.step import init_state, make_train_step
 from h3_jax.train.workdir import environment
 
@@ -58,13 +59,13 @@ def timed(fn, *args, repeats: int, slow_seconds: float = 5.0):
 
 
 def bench_layer(kind: str, D: int, L: int, B: int, repeats: int) -> dict:
-    config = LMConfig(vocab_size=2, d_model=D, n_heads=max(1, D // 64))
-    module = (H3 if kind == "h3" else CausalSelfAttention)(config)
+    mixer = H3Config() if kind == "h3" else AttentionConfig(n_heads=max(1, D // 64))
+    module = mixer_of(mixer)(mixer, Shared(d_model=D))
     x = jax.random.normal(jax.random.key(0), (B, L, D))
     params = jax.jit(module.init)(jax.random.key(1), x[:, :8])["params"]
 
     def forward(p, x):
-        return module.apply({"params": p}, x)[0]
+        return module.apply({"params": p}, x)
 
     def loss(p, x):
         return jnp.mean(forward(p, x) ** 2)
@@ -80,8 +81,8 @@ def bench_layer(kind: str, D: int, L: int, B: int, repeats: int) -> dict:
 def generation_runner(kind: str, context: int, B: int, D: int, steps: int):
     """(call, compile seconds): call() runs `steps` greedy steps of a 2-layer LM from a state
     whose position is `context`."""
-    mixer = dict(mixer="attention", n_heads=max(1, D // 64)) if kind == "attention" else {}
-    config = LMConfig(vocab_size=30, d_model=D, n_layer=2, **mixer)
+    mixer = AttentionConfig(n_heads=max(1, D // 64)) if kind == "attention" else H3Config()
+    config = LMConfig(vocab_size=30, d_model=D, n_layer=2, mixer=mixer)
     from h3_jax import generate as gen
 
     params = jax.jit(LM(config).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
@@ -95,7 +96,7 @@ def generation_runner(kind: str, context: int, B: int, D: int, steps: int):
     def run(params, state, token):
         def one(carry, _):
             state, token = carry
-            logits, state = model.apply({"params": params}, token, mode="step", state=state)
+            logits, state = model.apply({"params": params}, token, state, method="step")
             return (state, jnp.argmax(logits, -1).astype(jnp.int32)), None
 
         (state, token), _ = jax.lax.scan(one, (state, token), None, length=steps)
@@ -136,7 +137,7 @@ def bench_training(name: str, config: LMConfig, L: int, B: int, repeats: int,
     batches = jax.tree.map(lambda a: a[None], batch)  # one step per call
     model = LM(config)
     tx = optax.adamw(5e-4, weight_decay=0.1)
-    train_step = make_train_step(model, tx, lambda step: 5e-4, "fft", micro_batches=micro_batches)
+    train_step = make_train_step(model, tx, lambda step: 5e-4, micro_batches=micro_batches)
     state = init_state(model, tx, seed=1, seq_len=8)
     start = time.perf_counter()
     state = jax.block_until_ready(train_step(state, batches))[0]

@@ -31,11 +31,11 @@ def bench(preset: str, replicas: int, steps_per_call: int, seconds: float) -> di
     config = apply_overrides(get_preset(preset), [f"train.steps_per_call={steps_per_call}"])
     t = config.train
     model = models.LM(config.model)
-    tx, schedule = make_optimizer(config.optim, t.steps)
+    tx, schedule = make_optimizer(config.optim, t.steps, config.model)
     seeds = list(range(replicas))
     state = init_replicas(model, tx, seeds, config.task.seq_len)
     data = ReplicaData(config.task, t.data, seeds, t.batch_size)
-    step_fn = make_replica_train_step(model, tx, schedule, t.mode, data.labels_per_example)
+    step_fn = make_replica_train_step(model, tx, schedule, data.labels_per_example)
     chunk = jax.device_put(data.chunk(0, steps_per_call))
     state, metrics, compile_s, steps_per_s = time_train_step(
         step_fn, state, chunk, steps_per_call, seconds)

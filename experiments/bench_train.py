@@ -44,10 +44,10 @@ def bench(mixer: str, setting: str, steps_per_call: int, seconds: float) -> dict
     t = config.train
     mesh = make_data_mesh()
     model = models.LM(config.model)
-    tx, schedule = make_optimizer(config.optim, t.steps)
+    tx, schedule = make_optimizer(config.optim, t.steps, config.model)
     state = replicate(jax.jit(lambda: init_state(model, tx, t.seed, config.task.seq_len))(), mesh)
     data = TrainData(config.task, "fixed", t.data_seed, t.batch_size)
-    step_fn = make_train_step(model, tx, schedule, t.mode, data.labels_per_example)
+    step_fn = make_train_step(model, tx, schedule, data.labels_per_example)
     chunk = shard_batch(data.chunk(0, steps_per_call), mesh, 1)
     state, metrics, compile_s, steps_per_s = time_train_step(
         step_fn, state, chunk, steps_per_call, seconds)

@@ -16,9 +16,14 @@ import sys
 import time
 from typing import Callable
 
-from h3_jax.train.config import to_jsonable
 from h3_jax.train.replica_run import train_replicas
-from h3_jax.train.run_config import RunConfig, apply_overrides, config_from_dict, config_tag
+from h3_jax.train.run_config import (
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    config_tag,
+    config_to_dict,
+)
 from h3_jax.train.workdir import environment, write_json
 
 ConfigFor = Callable[[str, "int | None", "list[str]"], RunConfig]  # (cell, steps, overrides)
@@ -144,7 +149,7 @@ def run_cell(
         "steps_override": args.steps,
         "overrides": args.override,
         "stop_at": args.stop_at,
-        "config": to_jsonable(config),
+        "config": config_to_dict(config),
         "environment": environment(),
         "load_avg": os.getloadavg(),
         **result,

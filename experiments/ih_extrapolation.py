@@ -33,10 +33,9 @@ import numpy as np
 from h3_jax import generate
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
-from h3_jax.train.config import to_jsonable
 from h3_jax.train.loop import train
 from h3_jax.train.restore import load_state
-from h3_jax.train.run_config import apply_overrides, config_tag
+from h3_jax.train.run_config import apply_overrides, config_tag, config_to_dict
 from h3_jax.train.workdir import SUMMARY, environment, has_run, path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -189,7 +188,7 @@ def main() -> None:
         "command": shlex.join([sys.executable, *sys.argv]),
         "steps_override": args.steps,
         "overrides": args.override,
-        "config": to_jsonable(config),
+        "config": config_to_dict(config),
         "seed": config.train.seed,
         "data_seed": config.train.data_seed,
         "validation_seed": VALIDATION_SEED,

@@ -59,7 +59,6 @@ def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
         f"task.vocab_size={V}", f"task.input_seq_len={LENGTH}",
         f"task.num_examples={TRAIN_EXAMPLES}", f"task.num_test_examples={TEST_EXAMPLES}",
         "model.d_model=64", "model.d_inner=256", "model.embed_dropout=0.0",
-        "model.attn_dropout=0.0",
         "optim.lr=5e-4", "optim.b2=0.98", "optim.weight_decay=0.1", "optim.schedule=cosine",
         "optim.warmup_init_lr=0.0", "optim.lr_min=0.0",
         f"optim.warmup_steps={steps // 20}",  # Hyena: 10 of 200 epochs
@@ -68,7 +67,8 @@ def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
         f"train.steps={steps}",
     ]
     if mixer == "attention":
-        setting.append(f"model.max_position_embeddings={2 * (LENGTH // 2) + 2}")
+        setting += [f"model.max_position_embeddings={2 * (LENGTH // 2) + 2}",
+                    "model.mixer.dropout=0.0"]
     config = apply_overrides(get_preset(f"{mixer}-ar"), setting)
     return apply_overrides(shortened(config, steps), overrides)
 

@@ -24,11 +24,9 @@ import sys
 import numpy as np
 
 from h3_jax.hugepages import restart_with_huge_pages
-from h3_jax.models import LMConfig
 from h3_jax.presets import get_preset
-from h3_jax.train.config import OptimConfig, from_jsonable
 from h3_jax.train.optim import is_one_group
-from h3_jax.train.run_config import RunConfig, apply_overrides
+from h3_jax.train.run_config import RunConfig, apply_overrides, config_from_dict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cells import add_arguments, run_study, shortened  # noqa: E402
@@ -62,7 +60,8 @@ def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
     mixer, L, kv, d, lr = ALL_CELLS[cell]
     setting = [f"task.seq_len={L}", f"task.num_kv_pairs={kv}", f"model.d_model={d}",
                f"optim.lr={lr}", f"train.steps={STEPS}"]
-    setting.append(f"model.d_state={L}" if mixer == "h3" else f"model.max_position_embeddings={L}")
+    setting.append(f"model.mixer.d_state={L}" if mixer == "h3"
+                   else f"model.max_position_embeddings={L}")
     config = apply_overrides(get_preset(f"{mixer}-mqar"), setting)
     # The preset's 20,000-step cadence, scaled to STEPS (or --steps), then the user's overrides.
     config = shortened(config, STEPS if steps is None else steps)
@@ -82,16 +81,15 @@ def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]
     return best
 
 
-def optimizer_groups(optim: dict) -> str:
-    """The stored optim section as "one AdamW group" or "H3 groups" (fields it predates count
-    at their defaults)."""
-    return "one AdamW group" if is_one_group(from_jsonable(OptimConfig, optim)) else "H3 groups"
+def optimizer_groups(config: RunConfig) -> str:
+    """A cell's optimizer: "one AdamW group" or "H3 groups"."""
+    return "one AdamW group" if is_one_group(config.optim) else "H3 groups"
 
 
-def block_kind(model: dict) -> str:
-    """The stored model section's blocks: "mixer only", or "mixer + norm2(x)" (Zoology's
-    Identity state mixer, `model.identity_mlp`); fields it predates count at their defaults."""
-    return "mixer + norm2(x)" if from_jsonable(LMConfig, model).identity_mlp else "mixer only"
+def block_kind(config: RunConfig) -> str:
+    """A cell's blocks: "mixer only", or "mixer + norm2(x)" (Zoology's Identity state mixer,
+    `model.identity_mlp`)."""
+    return "mixer + norm2(x)" if config.model.identity_mlp else "mixer only"
 
 
 def write_report(cell_dir: str, stem: str) -> list[str]:
@@ -133,8 +131,9 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
               "", "| cell | optimizer | blocks | best accuracy | steps | time (s) | CPU |",
               "|---|---|---|---:|---:|---:|---|"]
     for cell, data in sorted(cells.items()):
-        lines.append(f"| {cell} | {optimizer_groups(data['config']['optim'])} | "
-                     f"{block_kind(data['config']['model'])} | "
+        # Read through the config converter: settings a cell predates count at their defaults.
+        config = config_from_dict(data["config"])
+        lines.append(f"| {cell} | {optimizer_groups(config)} | {block_kind(config)} | "
                      f"{np.mean(data['best_test_accuracy']):.3f} | "
                      f"{data['final_step']} | {data['elapsed_s']:.0f} | "
                      f"{cpu_label(data['environment'])} |")

@@ -33,25 +33,45 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
+def _field_lines(obj, prefix: str, indent: str) -> list[str]:
+    """One entry per settable field of dataclass `obj`, nested configs expanded."""
+    import dataclasses
+
+    from h3_jax.mixers import MixerConfig, spec_of
+
+    lines, docs = [], field_docs(type(obj))
+    for name, tp in field_types(type(obj)).items():
+        value = getattr(obj, name)
+        if dataclasses.is_dataclass(value):
+            what = f"a mixer spec, default {spec_of(value)!r}" if isinstance(
+                value, MixerConfig) else "settings"
+            lines.append(f"{indent}--{prefix}{name}  ({what}): {docs.get(name, '')}")
+            lines += _field_lines(value, f"{prefix}{name}.", indent + "  ")
+            continue
+        lines.append(f"{indent}--{prefix}{name}  ({type_name(tp)}, default {value!r})")
+        if docs.get(name):
+            lines.append(f"{indent}    {docs[name]}")
+    return lines
+
+
 def options_help() -> str:
     """Every overridable field, with type, the default preset's value and its documentation."""
+    from h3_jax import mixers, tasks
     from h3_jax.presets import DEFAULT_PRESET, get_preset
 
     config = get_preset(DEFAULT_PRESET)
     lines = [f"overrides (--section.field=value; defaults shown are those of {DEFAULT_PRESET}):"]
     for section in SECTIONS:
-        obj = getattr(config, section)
-        docs = field_docs(type(obj))
         lines.append(f"  {section}:")
-        for name, tp in field_types(type(obj)).items():
-            value = getattr(obj, name)
-            lines.append(f"    --{section}.{name}  ({type_name(tp)}, default {value!r})")
-            if docs.get(name):
-                lines.append(f"        {docs[name]}")
+        lines += _field_lines(getattr(config, section), f"{section}.", "    ")
+    lines.append("  --model.mixer=SPEC takes that mixer's defaults (SPEC: a built-in name or "
+                 "package.module:ClassName); the other built-in mixers take:")
+    for name in mixers.BUILT_IN:
+        if name != mixers.spec_of(config.model.mixer):
+            lines.append(f"    {name}:")
+            lines += _field_lines(mixers.default_config(name), "model.mixer.", "      ")
     lines.append("  model.vocab_size follows the task. The task fields above are those of "
                  f"{config.task_name}; the other tasks take:")
-    from h3_jax import tasks
-
     for name in tasks.TASKS:
         if name != config.task_name:
             task = type(tasks.get_task(name))

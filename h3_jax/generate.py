@@ -2,9 +2,10 @@
 and last_logits (the next-token logits after a sequence of any length, in bounded memory; also
 compiled ahead of time by compile_last_logits).
 
-The state is {"position": int32 scalar, "layers": (one dict per layer)}: the shift SSM's last
-d_state inputs and the diagonal SSM's complex state for SSM layers, a key/value cache for
-attention layers. `prefill` runs the fast whole-sequence path (FFT) and reads the states off it;
+The state is {"position": int32 scalar, "max_len": int32 scalar, "layers": (one per layer)},
+each layer's state as its mixer defines it (h3_jax.mixers): the shift SSM's last d_state inputs
+and the diagonal SSM's complex state for H3, a key/value cache of max_len positions for
+attention. `prefill` runs the fast whole-sequence path (FFT) and reads the states off it;
 `step` advances one token. Prefill on a prefix, then stepping through the rest, gives the logits of
 one full forward pass. All functions take the config first; it is static under jit.
 """
@@ -18,25 +19,31 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from h3_jax.mixers import mixer_of
 from h3_jax.models import LM, LMConfig
-from h3_jax.models.lm import MIXER_MODULES
 from h3_jax.models.tokens import check_token_ids
 
 State = dict
 
 
 def init_state(config: LMConfig, batch_size: int, max_len: int = 0) -> State:
-    """The zero state before any token. `max_len` sizes the attention caches (unused otherwise)."""
-    if config.has_attention and max_len < 1:
+    """The zero state before any token. `max_len` sizes the caches of mixers that keep one
+    (attention's keys and values); it is unused otherwise."""
+    if config.uses_cache and max_len < 1:
         raise ValueError(
             f"init_state: max_len={max_len}; a model with attention layers needs max_len >= 1 "
             "(the key/value cache length)"
         )
+    max_len = max_len if config.uses_cache else 0
     layers = tuple(
-        MIXER_MODULES[config.layer_mixer(i)].init_state(config, batch_size, max_len)
-        for i in range(config.n_layer)
+        mixer_of(mixer).init_state(mixer, config.shared, batch_size, max_len)
+        for mixer in map(config.layer_mixer, range(config.n_layer))
     )
-    return {"position": jnp.zeros((), jnp.int32), "layers": layers}
+    return {
+        "position": jnp.zeros((), jnp.int32),
+        "max_len": jnp.asarray(max_len, jnp.int32),
+        "layers": layers,
+    }
 
 
 def prefill(
@@ -121,7 +128,7 @@ def _last_logits_prefill(config: LMConfig, tokens, prefill_len) -> int:
 
 
 def _cache_len(config: LMConfig, length: int, max_len: int | None) -> int:
-    if not config.has_attention:
+    if not config.uses_cache:
         return 0
     if max_len is None:
         raise ValueError(
@@ -134,17 +141,15 @@ def _cache_len(config: LMConfig, length: int, max_len: int | None) -> int:
 
 
 def _check_room(config: LMConfig, state: State) -> None:
-    """With a concrete state, refuse to step past the attention cache or the position table."""
-    position = state["position"]
-    if isinstance(position, jax.core.Tracer):
+    """With a concrete state, refuse to step past the caches or the position table."""
+    position, max_len = state["position"], state["max_len"]
+    if isinstance(position, jax.core.Tracer) or isinstance(max_len, jax.core.Tracer):
         return
-    position = int(position)
-    for i, layer in enumerate(state["layers"]):
-        if config.layer_mixer(i) == "attention" and position >= layer["k"].shape[1]:
-            raise ValueError(
-                f"step: position {position} is past the key/value cache of layer {i} "
-                f"(max_len={layer['k'].shape[1]})"
-            )
+    position, max_len = int(position), int(max_len)
+    if config.uses_cache and position >= max_len:
+        raise ValueError(
+            f"step: position {position} is past the key/value cache (max_len={max_len})"
+        )
     if config.max_position_embeddings and position >= config.max_position_embeddings:
         raise ValueError(
             f"step: position {position} is past LMConfig.max_position_embeddings="
@@ -154,25 +159,25 @@ def _check_room(config: LMConfig, state: State) -> None:
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _prefill(config, params, tokens, cache_len):
-    return LM(config).apply({"params": params}, tokens, mode="prefill", cache_len=cache_len)
+    return LM(config).apply({"params": params}, tokens, cache_len=cache_len, method="prefill")
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _step(config, params, state, token):
-    return LM(config).apply({"params": params}, token, mode="step", state=state)
+    return LM(config).apply({"params": params}, token, state, method="step")
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _last_logits(config, params, tokens, prefill_len):
     model = LM(config)
-    cache_len = tokens.shape[-1] if config.has_attention else 0
+    cache_len = tokens.shape[-1] if config.uses_cache else 0
     logits, state = model.apply(
-        {"params": params}, tokens[:, :prefill_len], mode="prefill", cache_len=cache_len
+        {"params": params}, tokens[:, :prefill_len], cache_len=cache_len, method="prefill"
     )
 
     def one_token(carry, token):
         state, _ = carry
-        logits, state = model.apply({"params": params}, token, mode="step", state=state)
+        logits, state = model.apply({"params": params}, token, state, method="step")
         return (state, logits), None
 
     (_, last), _ = jax.lax.scan(
@@ -190,14 +195,14 @@ def _pick(logits, key, temperature: float):
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _generate(config, params, prompt, key, max_new_tokens, temperature):
     model = LM(config)
-    cache_len = prompt.shape[-1] + max_new_tokens if config.has_attention else 0
-    logits, state = model.apply({"params": params}, prompt, mode="prefill", cache_len=cache_len)
+    cache_len = prompt.shape[-1] + max_new_tokens if config.uses_cache else 0
+    logits, state = model.apply({"params": params}, prompt, cache_len=cache_len, method="prefill")
     keys = jax.random.split(key, max_new_tokens)
     first = _pick(logits[:, -1], keys[0], temperature)
 
     def one_token(carry, key_t):
         state, token = carry
-        logits, state = model.apply({"params": params}, token, mode="step", state=state)
+        logits, state = model.apply({"params": params}, token, state, method="step")
         token = _pick(logits, key_t, temperature)
         return (state, token), token
 

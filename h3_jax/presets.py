@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from h3_jax import models
+from h3_jax import mixers, models
 from h3_jax.train.config import ConfigError, OptimConfig, TrainConfig
 from h3_jax.train.run_config import RunConfig, make_task, resolve
 
@@ -30,11 +30,13 @@ class Preset:
 
 
 def paper_model(mixer: str, vocab_size: int, seq_len: int) -> models.LMConfig:
+    """The paper's 2-layer model; every mixer at its defaults (d_state 64, head_dim 1; one
+    attention head with dropout 0.1)."""
     attention = mixer == "attention"
     return models.LMConfig(
         vocab_size=vocab_size, d_model=32, n_layer=2, d_inner=128, mixer=mixer,
-        d_state=64, head_dim=1, n_heads=1, embed_dropout=0.1, resid_dropout=0.0,
-        attn_dropout=0.1, max_position_embeddings=seq_len if attention else 0,
+        embed_dropout=0.1, resid_dropout=0.0,
+        max_position_embeddings=seq_len if attention else 0,
     )
 
 
@@ -70,7 +72,8 @@ def tiny_ar(name: str) -> RunConfig:
     needs the paper's 31,400 steps. Fresh examples every step, batch 64, no dropout."""
     task = make_task("associative_recall")
     model = dataclasses.replace(paper_model("h3", task.vocab_size, task.seq_len),
-                                d_model=64, head_dim=4, d_inner=256, embed_dropout=0.0)
+                                d_model=64, mixer=mixers.H3Config(head_dim=4), d_inner=256,
+                                embed_dropout=0.0)
     return RunConfig(
         preset=name, task_name="associative_recall", task=task, model=model,
         optim=OptimConfig(lr=1e-3, lr_ssm=1e-3, weight_decay=0.1, schedule="constant",
@@ -90,9 +93,8 @@ def mqar(mixer: str) -> Callable[[str], RunConfig]:
     def build(name: str) -> RunConfig:
         task = make_task("mqar")
         model = models.LMConfig(
-            vocab_size=task.vocab_size, d_model=64, n_layer=2, mixer=mixer, d_inner=0,
-            d_state=64, head_dim=2 if mixer == "h3" else 1, n_heads=1,
-            embed_dropout=0.0, attn_dropout=0.1 if mixer == "attention" else 0.0,
+            vocab_size=task.vocab_size, d_model=64, n_layer=2, d_inner=0, embed_dropout=0.0,
+            mixer=mixers.H3Config(head_dim=2) if mixer == "h3" else mixer,
             max_position_embeddings=task.seq_len if mixer == "attention" else 0,
         )
         return RunConfig(
@@ -111,7 +113,7 @@ def h3_selcopy(name: str) -> RunConfig:
     size (2 layers, D=64) with Adam (no weight decay) at a constant rate after a short warmup."""
     task = make_task("selective_copying", seq_len=256)
     model = models.LMConfig(vocab_size=task.vocab_size, d_model=64, n_layer=2, mixer="h3",
-                            d_state=64, head_dim=1, embed_dropout=0.0)
+                            embed_dropout=0.0)
     return RunConfig(
         preset=name, task_name="selective_copying", task=task, model=model,
         optim=OptimConfig(lr=1e-3, weight_decay=0.0, schedule="constant", warmup_steps=500),
@@ -131,8 +133,8 @@ def h3_ih_extrapolation(name: str) -> RunConfig:
     (255 of them unpredictable random tokens), 36,000 steps stayed at chance (train loss 2.640,
     ln 14 = 2.639)."""
     task = make_task("induction_head", vocab_size=16, input_seq_len=255, train_mask="answer")
-    model = models.LMConfig(vocab_size=task.vocab_size, d_model=128, n_layer=2, mixer="h3",
-                            d_state=16, d_inner=0, head_dim=1, embed_dropout=0.0)
+    model = models.LMConfig(vocab_size=task.vocab_size, d_model=128, n_layer=2,
+                            mixer=mixers.H3Config(d_state=16), d_inner=0, embed_dropout=0.0)
     return RunConfig(
         preset=name, task_name="induction_head", task=task, model=model,
         optim=OptimConfig(lr=2e-4, lr_ssm=2e-4, weight_decay=0.0, schedule="constant"),

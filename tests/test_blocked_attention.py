@@ -16,8 +16,8 @@ from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fix
 
 from h3_jax import generate as gen
 from h3_jax.models import LM
-from h3_jax.models.attention import ATTENTION_BLOCK
-from h3_jax.models.blocked_attention import (
+from h3_jax.mixers.attention import ATTENTION_BLOCK
+from h3_jax.layers.blocked_attention import (
     blocked_causal_attention,
     dense_causal_attention,
     dropout_keep_mask,
@@ -108,7 +108,7 @@ def test_bad_block_size_and_dropout_arguments_raise():
 
 
 def test_model_trains_with_attention_dropout_past_one_block_without_the_score_matrix():
-    config = small_config("attention", attn_dropout=0.5, embed_dropout=0.0, max_position_embeddings=0)
+    config = small_config("attention", dropout=0.5, embed_dropout=0.0, max_position_embeddings=0)
     params = trained_like_params(config)
     length = ATTENTION_BLOCK + 22
     tokens = random_tokens(4, (1, length))

@@ -7,8 +7,7 @@ import json
 import os
 import sys
 
-from h3_jax.train.config import to_jsonable
-from h3_jax.train.run_config import apply_overrides
+from h3_jax.train.run_config import apply_overrides, config_to_dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
@@ -21,7 +20,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_fields_added_after_a_cell_ran_count_at_their_defaults(tmp_path):
     config = mqar.config_for("h3-L64-d64-lr0.00215", None, [])
-    stored = to_jsonable(config)
+    stored = config_to_dict(config)
     del stored["optim"]["weight_decay_ssm"], stored["train"]["micro_batches"]
     path = tmp_path / "cell.json"
     path.write_text(json.dumps({"config": stored, "seeds": [0], "stop_at": 0.99}))
@@ -41,5 +40,6 @@ def test_committed_mqar_cells_are_done():
     path = os.path.join(RESULTS, "mqar", f"{cell}.json")
     with open(path) as f:
         stored = json.load(f)
+    assert "format" not in stored["config"]  # stored in format 1, read through the converter
     assert cells.cell_is_done(path, mqar.config_for(cell, None, []), stored["seeds"],
                               stored["stop_at"])

@@ -13,6 +13,10 @@ from h3_jax.train.config import OptimConfig
 from h3_jax.train.optim import make_optimizer
 
 
+# The model whose parameter names h3_like_params uses: one H3 layer of width 4.
+H3_LIKE = models.LMConfig(vocab_size=10, d_model=4, n_layer=1)
+
+
 def h3_like_params():
     """Parameters named like an H3 layer's (both optimizer groups present), no model compile."""
     rng = np.random.default_rng(0)
@@ -33,9 +37,9 @@ def h3_like_params():
 @pytest.fixture(scope="module")
 def trained_state():
     """A state after two AdamW updates with random gradients: every moment is non-trivial."""
-    tx, _ = make_optimizer(OptimConfig(lr=1e-2, clip_norm=1.0), steps=10)
+    tx, _ = make_optimizer(OptimConfig(lr=1e-2, clip_norm=1.0), steps=10, model=H3_LIKE)
     params = h3_like_params()
-    assert set(jax.tree.leaves(models.param_labels(params))) == {"ssm", "rest"}
+    assert set(jax.tree.leaves(models.param_labels(params, H3_LIKE))) == {"ssm", "rest"}
 
     @jax.jit
     def make():

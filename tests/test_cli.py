@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from h3_jax import mixers
 from h3_jax.cli import main, split_overrides
 from h3_jax.presets import PRESETS, get_preset
 from h3_jax.train.config import ConfigError
@@ -41,10 +42,11 @@ def test_paper_presets_use_the_paper_settings():
     ar, ih = get_preset("h3-ar"), get_preset("attention-ih")
     assert (ar.task.vocab_size, ar.task.input_seq_len, ar.train.steps) == (10, 20, 31_400)
     assert (ar.optim.lr, ar.optim.weight_decay, ar.optim.schedule) == (5e-4, 0.1, "linear")
-    assert (ar.model.d_model, ar.model.n_layer, ar.model.d_state, ar.model.d_inner) == (32, 2, 64, 128)
+    model = ar.model
+    assert (model.d_model, model.n_layer, model.mixer.d_state, model.d_inner) == (32, 2, 64, 128)
     assert (ih.task.vocab_size, ih.task.input_seq_len, ih.train.steps) == (20, 30, 62_800)
     assert (ih.optim.schedule, ih.optim.warmup_steps, ih.optim.lr_min) == ("cosine", 6280, 5e-5)
-    assert ih.model.mixer == "attention" and ih.model.max_position_embeddings == ih.task.seq_len
+    assert isinstance(ih.model.mixer, mixers.AttentionConfig) and ih.model.max_position_embeddings == ih.task.seq_len
 
 
 def test_train_help_documents_every_option(capsys):
@@ -87,7 +89,7 @@ def test_split_overrides_accepts_both_spellings():
     (["train", "--nosection.x=1"], "unknown section 'nosection'"),
     (["train", "--model.d_model=abc"], "bad value for model.d_model"),
     (["train", "--train.data=disk"], "bad value for train.data"),
-    (["train", "--model.d_model=30", "--model.head_dim=4"], "head_dim"),
+    (["train", "--model.d_model=30", "--model.mixer.head_dim=4"], "head_dim"),
     (["train", "--model.vocab_size=12"], "model.vocab_size=12 differs"),
     (["train", "--optim.warmup_steps=99999"], "optim.warmup_steps=99999"),
     (["train", "--train.log_every=7"], "not a multiple of train.steps_per_call"),

@@ -1,7 +1,5 @@
 """from_official / to_official: exact round trips, layout vs the model, kernels, clear errors."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,11 +8,11 @@ import pytest
 from h3_jax import convert, ssm
 from h3_jax.convert import presets
 from h3_jax.convert.keys import rules
-from h3_jax.models import LM, DiagSSM, LMConfig, ShiftSSM
+from h3_jax.layers.diag_ssm import DiagSSM
+from h3_jax.layers.shift_ssm import ShiftSSM
+from h3_jax.models import LM, LMConfig
 from official_numpy_forward import diag_kernel, shift_kernel
 from official_state_dict import official_state_dict
-
-HAS_ROTARY_FIELD = "rotary_emb_dim" in {f.name for f in dataclasses.fields(LMConfig)}
 
 CASES = {
     "pure": dict(n_layer=2),
@@ -45,9 +43,10 @@ def test_inferred_config_and_param_layout_match_the_model(name):
     spec = CASES[name]
     assert (config.d_model, config.n_layer) == (spec.get("d_model", 16), spec["n_layer"])
     assert config.attn_layer_idx == spec.get("attn_layer_idx", ())
-    assert config.d_state == spec.get("d_state", 8) and config.mlp_width == spec.get("d_inner", 64)
-    assert config.head_dim == spec.get("head_dim", 1) and config.vocab_size == 29
-    assert config.ssm_discretization == "bilinear"
+    h3 = config.mixer
+    assert h3.d_state == spec.get("d_state", 8) and config.mlp_width == spec.get("d_inner", 64)
+    assert h3.head_dim == spec.get("head_dim", 1) and config.vocab_size == 29
+    assert (h3.discretization, h3.A_init) == ("bilinear", "lin")
     init = jax.eval_shape(LM(config).init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
     expected = jax.tree.map(lambda s: (s.shape, s.dtype), init["params"])
     assert jax.tree.map(lambda a: (a.shape, a.dtype), params) == expected
@@ -61,7 +60,7 @@ def test_converted_kernels_equal_the_float64_formulas():
         kern = f"backbone.layers.{i}.mixer.kernel.kernel"
         expected = diag_kernel(sd[f"{kern}.log_dt"], sd[f"{kern}.inv_A_real"],
                                sd[f"{kern}.A_imag"], sd[f"{kern}.B"], sd[f"{kern}.C"][0], L)
-        dyn = DiagSSM(config.d_model, config.n_modes).apply({"params": ours["diag_ssm"]})
+        dyn = DiagSSM(config.d_model, config.mixer.n_modes).apply({"params": ours["diag_ssm"]})
         K = ssm.diag_ssm_kernel(dyn.dA, dyn.dB, dyn.C, L)
         np.testing.assert_allclose(np.asarray(K), expected, rtol=0,
                                    atol=2e-5 * np.abs(expected).max())
@@ -69,7 +68,7 @@ def test_converted_kernels_equal_the_float64_formulas():
         shift = f"backbone.layers.{i}.mixer.ssm_k_kernel.kernel"
         expected = shift_kernel(sd[f"{shift}.B"].astype(np.float64),
                                 sd[f"{shift}.C"][0].astype(np.float64))
-        filt = ShiftSSM(config.d_model, config.d_state).apply({"params": ours["shift_ssm"]})
+        filt = ShiftSSM(config.d_model, config.mixer.d_state).apply({"params": ours["shift_ssm"]})
         np.testing.assert_allclose(np.asarray(filt.K), expected, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(filt.D), sd[f"backbone.layers.{i}.mixer.ssm_k_D"])
 
@@ -212,21 +211,17 @@ def test_preset_supplies_heads(monkeypatch):
     monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
     sd = official_state_dict(0, **CASES["hybrid"])
     config, _ = convert.from_official(sd)  # found from the sizes
-    assert config.n_heads == 4 and config.initializer_range == 0.01
+    assert config.attention.n_heads == 4 and config.initializer_range == 0.01
     config, _ = convert.from_official(sd, preset="tiny", n_heads=8)  # explicit heads win
-    assert config.n_heads == 8
+    assert config.attention.n_heads == 8
     with pytest.raises(ValueError, match="preset H3-125M has d_model=768"):
         convert.from_official(sd, preset="H3-125M")
 
 
 def test_rotary_buffers_give_the_rotary_dimension():
     sd = official_state_dict(0, **CASES["hybrid"], rotary_inv_freq=4)
-    if not HAS_ROTARY_FIELD:
-        with pytest.raises(ValueError, match=r"rotary_emb_dim=4.*LMConfig\.rotary_emb_dim"):
-            convert.from_official(sd, n_heads=4)
-        return
     config, params = convert.from_official(sd, n_heads=4)
-    assert config.rotary_emb_dim == 4
+    assert config.attention.rotary_emb_dim == 4
     back = convert.to_official(config, params, rotary_inv_freq=True)
     assert sorted(back) == sorted(sd)
     for key in sd:

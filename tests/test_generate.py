@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from h3_jax import generate as gen
+from h3_jax import mixers
 from h3_jax.models import LMConfig
 from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fixture)
     NAMES,
@@ -172,7 +173,7 @@ def test_last_logits_bad_input():
 
 
 def test_ssm_state_has_no_length_dimension():
-    config = LMConfig(vocab_size=10, d_model=16, d_state=8, head_dim=2)
+    config = LMConfig(vocab_size=10, d_model=16, mixer=mixers.H3Config(d_state=8, head_dim=2))
     state = gen.init_state(config, batch_size=2, max_len=10_000)
     assert state["layers"][0]["shift"].shape == (2, 16, 8)
     assert state["layers"][0]["diag"].shape == (2, 2, 2, 8, 4)
@@ -180,7 +181,7 @@ def test_ssm_state_has_no_length_dimension():
 
 
 def test_rotary_attention_prefill_then_step_equals_full_forward():
-    config = small_config("hybrid", rotary_emb_dim=4)
+    config = small_config("hybrid", attention=mixers.AttentionConfig(n_heads=2, rotary_emb_dim=4))
     params = trained_like_params(config)
     tokens = random_tokens(3, (2, LENGTH))
     full = jitted_forward(config)(params, tokens)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-TINY = ["model.d_model=8", "model.n_layer=1", "model.d_state=4", "model.d_inner=16",
+TINY = ["model.d_model=8", "model.n_layer=1", "model.mixer.d_state=4", "model.d_inner=16",
         "task.num_examples=100", "task.num_test_examples=40"]
 
 

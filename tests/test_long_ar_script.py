@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from h3_jax.train.config import to_jsonable
+from h3_jax import mixers
+from h3_jax.train.run_config import config_to_dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
@@ -24,8 +25,10 @@ def test_cell_config_follows_the_protocol(cell):
     task, model, optim, train = config.task, config.model, config.optim, config.train
     assert (task.vocab_size, task.input_seq_len, task.train_mask) == (V, 2048, "all")
     assert (task.num_examples, task.num_test_examples) == (2000, 500)
-    assert (model.mixer, model.n_layer, model.d_model, model.d_inner) == (mixer, 2, 64, 256)
-    assert model.embed_dropout == model.attn_dropout == 0.0
+    assert (mixers.spec_of(model.mixer), model.n_layer, model.d_model, model.d_inner) == (
+        mixer, 2, 64, 256)
+    assert model.embed_dropout == 0.0
+    assert mixer != "attention" or model.mixer.dropout == 0.0
     assert model.max_position_embeddings == (2050 if mixer == "attention" else 0)
     assert (optim.lr, optim.b1, optim.b2, optim.weight_decay) == (5e-4, 0.9, 0.98, 0.1)
     assert optim.schedule == "cosine" and optim.warmup_steps == train.steps // 20
@@ -45,7 +48,7 @@ def test_report_beside_hyena_table_c1(tmp_path):
     for cell, best in (("h3-L2048-V10", 0.875), ("attention-L2048-V20", 1.0)):
         config = long_ar.config_for(cell, None, [])
         data = {"cell": cell, "command": "python experiments/long_ar.py",
-                "config": json.loads(json.dumps(to_jsonable(config))),
+                "config": json.loads(json.dumps(config_to_dict(config))),
                 "best_test_accuracy": [best], "test_accuracy": [best - 0.125],
                 "final_step": config.train.steps, "elapsed_s": 12.0,
                 "history": [{"step": config.train.steps, "test_accuracy": [best]}]}

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from h3_jax.models import GSS, H3, LM, S4D, LMConfig, param_labels
+from h3_jax import mixers
+from h3_jax.mixers import GSS, H3, S4D
+from h3_jax.models import LM, LMConfig, param_labels
 from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fixture)
     assert_close,
     fast_compile,
@@ -95,21 +97,23 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, module, reference", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("mode", ["fft", "scan"])
+@pytest.mark.parametrize("algorithm", ["fft", "scan"])
 @pytest.mark.parametrize("length", [12, 140])  # below and above the shift SSM's 8 taps and the
-def test_mixer_equals_float64_reference(name, module, reference, mode, length):  # short-conv limit
+def test_mixer_equals_float64_reference(name, module, reference, algorithm, length):  # short conv
     config = small_config(name)
     params = trained_like_params(config)["layers_0"]["mixer"]
+    mixer = module(small_config(name, algorithm=algorithm).mixer, config.shared)
     x = np.random.default_rng(0).standard_normal((2, length, config.d_model)).astype(np.float32)
-    y, state = jax.jit(lambda p, x: module(config).apply({"params": p}, x, mode=mode))(params, x)
-    assert state is None and y.shape == x.shape and y.dtype == jnp.float32
+    y = jax.jit(lambda p, x: mixer.apply({"params": p}, x))(params, x)
+    assert y.shape == x.shape and y.dtype == jnp.float32
     expected = np.stack([reference(f64(params), xb) for xb in x.astype(np.float64)])
     assert_close(y, expected, rtol=0, atol=1e-4 * scale(expected))
 
 
 @pytest.fixture(scope="module")
 def big_hybrid():
-    config = LMConfig(vocab_size=64, d_model=128, n_layer=2, attn_layer_idx=(1,), n_heads=4)
+    config = LMConfig(vocab_size=64, d_model=128, n_layer=2, attn_layer_idx=(1,),
+                      attention=mixers.AttentionConfig(n_heads=4))
     tokens = jnp.zeros((1, 8), jnp.int32)
     return config, jax.jit(LM(config).init)(jax.random.key(0), tokens)["params"]
 
@@ -118,7 +122,7 @@ def test_h3_init(big_hybrid):
     config, params = big_hybrid
     mixer = params["layers_0"]["mixer"]
     diag, shift = mixer["diag_ssm"], mixer["shift_ssm"]
-    H, N = config.d_model, config.d_state // 2
+    H, N = config.d_model, config.mixer.n_modes
     # S4D-Lin: A_n = -1/2 + i pi n, stored as inv_A_real = log(1/2) and A_imag = pi n.
     assert diag["inv_A_real"].shape == (H, N) and diag["A_imag"].shape == (H, N)
     assert_close(-np.exp(diag["inv_A_real"]), np.full((H, N), -0.5), rtol=1e-6, atol=0)
@@ -134,7 +138,7 @@ def test_h3_init(big_hybrid):
     log_dt = np.asarray(diag["log_dt"])
     assert abs(log_dt.mean() - math.log(1e-2)) < 0.4  # mean of U[log 1e-3, log 1e-1] is log 1e-2
     # Shift SSM: B = e_1, C ~ U(+-1/sqrt(N_taps)), D ~ N(0, 1).
-    taps = config.d_state
+    taps = config.mixer.d_state
     assert_close(shift["B"], np.tile(np.eye(taps)[0], (H, 1)), rtol=0, atol=0)
     bound = 1 / math.sqrt(taps)
     assert np.abs(shift["C"]).max() <= bound and np.abs(shift["C"]).max() > 0.9 * bound
@@ -170,7 +174,7 @@ def test_s4d_init_shares_A_and_uses_inverse_law():
     config = LMConfig(vocab_size=8, d_model=16, n_layer=1, mixer="s4d")
     params = jax.jit(LM(config).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
     diag = params["layers_0"]["mixer"]["diag_ssm"]
-    N = config.d_state // 2
+    N = config.mixer.n_modes
     assert diag["inv_A_real"].shape == (1, N) and "B" not in diag
     n = np.arange(N)
     inverse = 2 * N / np.pi * (2 * N / (2 * n + 1) - 1)
@@ -190,7 +194,7 @@ SSM_PARAMS = {
 def test_param_labels(mixer):
     config = LMConfig(vocab_size=8, d_model=16, n_layer=3, mixer=mixer, attn_layer_idx=(1,) if mixer == "h3" else ())
     shapes = param_shapes(config)
-    labels = param_labels(shapes)
+    labels = param_labels(shapes, config)
     assert jax.tree_util.tree_structure(labels) == jax.tree_util.tree_structure(shapes)
     ssm = set()
     for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
@@ -205,11 +209,12 @@ def test_param_labels(mixer):
 
 
 def test_param_labels_fail_loudly_when_a_declared_name_matches_nothing():
-    shapes = param_shapes(LMConfig(vocab_size=8, d_model=16))
+    config = LMConfig(vocab_size=8, d_model=16)
+    shapes = param_shapes(config)
     diag = dict(shapes["layers_0"]["mixer"]["diag_ssm"])
     diag["dt_log"] = diag.pop("log_dt")
     renamed = {**shapes, "layers_0": {**shapes["layers_0"], "mixer": {**shapes["layers_0"]["mixer"], "diag_ssm": diag}}}
-    with pytest.raises(ValueError, match="log_dt"):
-        param_labels(renamed)
+    with pytest.raises(ValueError, match="layers_0/mixer/diag_ssm/log_dt"):
+        param_labels(renamed, config)
     with pytest.raises(ValueError, match="no leaves"):
-        param_labels({})
+        param_labels({}, config)

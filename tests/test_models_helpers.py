@@ -6,6 +6,7 @@ jitted forwards are cached per config, and XLA's slower optimisation passes are 
 inside these tests (`fast_compile`), which changes no result beyond float32 rounding.
 """
 
+import dataclasses
 import functools
 import math
 
@@ -14,19 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from h3_jax import mixers
 from h3_jax.models import LM, LMConfig
 
 VOCAB = 13
 
+# Small models, one per mixer: LMConfig fields, and the mixer's own fields beside them.
 MIXER_CONFIGS = {
     "h3": dict(mixer="h3"),
     "h3_head_dim_2": dict(mixer="h3", head_dim=2),
     "s4d": dict(mixer="s4d"),
     "gss": dict(mixer="gss"),
     "attention": dict(mixer="attention", n_heads=2, max_position_embeddings=96),
-    "hybrid": dict(mixer="h3", attn_layer_idx=(1,), n_heads=2),
+    "hybrid": dict(mixer="h3", attn_layer_idx=(1,), attention=mixers.AttentionConfig(n_heads=2)),
 }
 NAMES = list(MIXER_CONFIGS)
+LM_FIELDS = {f.name for f in dataclasses.fields(LMConfig)}
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +42,22 @@ def fast_compile():
 
 
 def small_config(name: str, **changes) -> LMConfig:
-    fields = dict(vocab_size=VOCAB, d_model=16, n_layer=2, d_state=8, **MIXER_CONFIGS[name])
+    """The small model `name` (d_model 16, 2 layers, d_state 8) with `changes`: LMConfig fields,
+    or fields of its mixer's Config (e.g. head_dim, algorithm, dropout)."""
+    fields = dict(vocab_size=VOCAB, d_model=16, n_layer=2, **MIXER_CONFIGS[name])
     fields.update(changes)
-    return LMConfig(**fields)
+    mixer = mixers.default_config(fields.pop("mixer"))
+    own = {k: fields.pop(k) for k in list(fields) if k not in LM_FIELDS}
+    if isinstance(mixer, mixers.DiagSSMConfig):
+        own.setdefault("d_state", 8)
+    return LMConfig(mixer=dataclasses.replace(mixer, **own), **fields)
+
+
+def with_algorithm(config: LMConfig, algorithm: str) -> LMConfig:
+    """config with its mixer computing whole sequences by `algorithm` (when it has a choice)."""
+    if algorithm not in type(config.mixer).ALGORITHMS:
+        return config
+    return config.replace(mixer=dataclasses.replace(config.mixer, algorithm=algorithm))
 
 
 def random_tokens(seed: int, shape, vocab: int = VOCAB):
@@ -90,8 +107,9 @@ def trained_like_params(config: LMConfig, seed: int = 0):
 
 
 @functools.lru_cache(maxsize=None)
-def jitted_forward(config: LMConfig, mode: str = "fft"):
-    return jax.jit(lambda p, t: LM(config).apply({"params": p}, t, mode=mode))
+def jitted_forward(config: LMConfig, algorithm: str = "fft"):
+    model = LM(with_algorithm(config, algorithm))
+    return jax.jit(lambda p, t: model.apply({"params": p}, t))
 
 
 def scale(x) -> float:

@@ -1,13 +1,12 @@
-"""The language model: shapes, dtypes, modes, causality, jit, bf16, dropout, bad input."""
+"""The language model: shapes, dtypes, algorithms, causality, jit, bf16, dropout, bad input."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from h3_jax import generate
+from h3_jax import generate, mixers
 from h3_jax.models import LM, LMConfig
-from h3_jax.models.h3 import H3
 from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fixture)
     NAMES,
     assert_close,
@@ -17,6 +16,7 @@ from test_models_helpers import (  # noqa: F401  (fast_compile is an autouse fix
     scale,
     small_config,
     trained_like_params,
+    with_algorithm,
 )
 
 
@@ -25,7 +25,7 @@ def test_logits_shape_dtype_and_determinism(name):
     config = small_config(name)
     params = trained_like_params(config)
     tokens = random_tokens(0, (2, 24))
-    logits = LM(config).apply({"params": params}, tokens, mode="fft")
+    logits = LM(config).apply({"params": params}, tokens)
     assert logits.shape == (2, 24, config.vocab_size) and logits.dtype == jnp.float32
     assert np.isfinite(np.asarray(logits)).all()
     again = jitted_forward(config)(params, tokens)
@@ -85,12 +85,13 @@ def test_bfloat16_forward_tracks_float32(name):
 
 @pytest.mark.parametrize("name", ["h3", "attention"])
 def test_dropout_only_when_training(name):
-    config = small_config(name, embed_dropout=0.5, resid_dropout=0.5, attn_dropout=0.5)
+    dropout = dict(dropout=0.5) if name == "attention" else {}
+    config = small_config(name, embed_dropout=0.5, resid_dropout=0.5, **dropout)
     params = trained_like_params(small_config(name))
     tokens = random_tokens(0, (2, 24))
     apply = jax.jit(
         lambda key: LM(config).apply(
-            {"params": params}, tokens, mode="fft", train=True, rngs={"dropout": key}
+            {"params": params}, tokens, train=True, rngs={"dropout": key}
         )
     )
     eval_logits = jitted_forward(config)(params, tokens)
@@ -118,8 +119,9 @@ def test_out_of_range_tokens_raise_eagerly_and_poison_under_jit():
         model.apply({"params": params}, jnp.zeros((1, 4)))
     with pytest.raises(ValueError, match="shape"):
         model.apply({"params": params}, jnp.zeros((4,), jnp.int32))
-    with pytest.raises(ValueError, match="mode"):
-        model.apply({"params": params}, jnp.zeros((1, 4), jnp.int32), mode="recurrent")
+    with pytest.raises(ValueError, match="shape"):
+        model.apply({"params": params}, jnp.zeros((1, 4), jnp.int32),
+                    generate.init_state(config, 1), method="step")
 
 
 def test_sequence_longer_than_position_table_raises():
@@ -134,18 +136,15 @@ def test_sequence_longer_than_position_table_raises():
     "changes, field",
     [
         (dict(mixer="mamba"), "mixer"),
+        (dict(mixer="no_such_module:Mixer"), "mixer"),
+        (dict(mixer="h3_jax.mixers:Shared"), "mixer"),
         (dict(attn_layer_idx=(2,)), "attn_layer_idx"),
         (dict(attn_layer_idx=(-1,)), "attn_layer_idx"),
-        (dict(head_dim=3), "head_dim"),
-        (dict(n_heads=5), "n_heads"),
-        (dict(d_state=7), "d_state"),
-        (dict(A_init="legs"), "A_init"),
-        (dict(discretization="euler"), "discretization"),
         (dict(compute_dtype="float16"), "compute_dtype"),
         (dict(embed_dropout=1.0), "embed_dropout"),
+        (dict(resid_dropout=float("nan")), "resid_dropout"),
         (dict(max_position_embeddings=-1), "max_position_embeddings"),
-        (dict(rotary_emb_dim=3), "rotary_emb_dim"),
-        (dict(dt_min=0.2), "dt_min"),
+        (dict(initializer_range=float("inf")), "initializer_range"),
         (dict(vocab_size=0), "vocab_size"),
         (dict(d_model=0), "d_model"),
         (dict(d_inner=-1), "d_inner"),
@@ -162,6 +161,42 @@ def test_config_rejects_bad_values_naming_field_and_value(changes, field):
     assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "mixer, field, value",
+    [
+        (mixers.H3Config, "head_dim", 0),
+        (mixers.H3Config, "d_state", 7),
+        (mixers.H3Config, "A_init", "legendre"),
+        (mixers.S4DConfig, "discretization", "euler"),
+        (mixers.GSSConfig, "dt_min", 0.2),
+        (mixers.GSSConfig, "dt_max", float("nan")),
+        (mixers.GSSConfig, "expand", 0),
+        (mixers.H3Config, "algorithm", "recurrent"),
+        (mixers.AttentionConfig, "n_heads", 0),
+        (mixers.AttentionConfig, "dropout", 1.0),
+        (mixers.AttentionConfig, "rotary_emb_dim", -2),
+    ],
+)
+def test_mixer_config_rejects_bad_values_naming_field_and_value(mixer, field, value):
+    with pytest.raises(ValueError, match=rf"{mixer.__name__}\.{field}") as info:
+        mixer(**{field: value})
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "mixer, field",
+    [
+        (mixers.H3Config(head_dim=3), "H3Config.head_dim"),
+        (mixers.AttentionConfig(n_heads=5), "AttentionConfig.n_heads"),
+        (mixers.AttentionConfig(n_heads=2, rotary_emb_dim=10), "AttentionConfig.rotary_emb_dim"),
+        (mixers.AttentionConfig(n_heads=2, rotary_emb_dim=3), "AttentionConfig.rotary_emb_dim"),
+    ],
+)
+def test_mixer_settings_that_do_not_fit_the_width_are_refused(mixer, field):
+    with pytest.raises(ValueError, match=field):
+        LMConfig(vocab_size=10, d_model=16, mixer=mixer)
+
+
 @pytest.mark.parametrize("identity_mlp", [False, True])
 def test_blocks_without_mlp(identity_mlp):
     """d_inner=0: mixer-only blocks (no norm2, no MLP), or with identity_mlp x += norm2(x) after
@@ -172,7 +207,7 @@ def test_blocks_without_mlp(identity_mlp):
     assert set(params["layers_0"]) == {"norm1", "mixer"} | norm2 and config.mlp_width == 0
     tokens = random_tokens(3, (2, 12))
     fft = jitted_forward(config)(params, tokens)
-    scan = LM(config).apply({"params": params}, tokens, mode="scan")
+    scan = LM(with_algorithm(config, "scan")).apply({"params": params}, tokens)
     assert_close(scan, fft, rtol=0, atol=2e-5 * scale(fft))
     logits, state = generate.prefill(config, params, tokens[:, :5], max_len=12)
     for t in range(5, 12):
@@ -215,7 +250,7 @@ def test_identity_mlp_blocks_follow_their_definition():
     for i in range(config.n_layer):
         layer = params[f"layers_{i}"]
         normed = jnp.asarray(norm(x, layer["norm1"]), jnp.float32)
-        mixed, _ = H3(config).apply({"params": layer["mixer"]}, normed)
+        mixed = mixers.H3(config.mixer, config.shared).apply({"params": layer["mixer"]}, normed)
         x = x + np.asarray(mixed, np.float64)
         x = x + norm(x, layer["norm2"])
     expected = norm(x, params["ln_f"]) @ embedding.T
@@ -225,10 +260,12 @@ def test_identity_mlp_blocks_follow_their_definition():
 
 def test_config_defaults_and_derived_fields():
     config = LMConfig(vocab_size=10)
-    assert config.mlp_width == 4 * config.d_model and config.n_modes == config.d_state // 2
-    assert config.ssm_discretization == "bilinear" and config.ssm_A_init == "lin"
-    s4d = config.replace(mixer="s4d")
-    assert s4d.ssm_discretization == "zoh" and s4d.ssm_A_init == "inv"
+    assert config.mlp_width == 4 * config.d_model and config.mixer == mixers.H3Config()
+    assert config.mixer.n_modes == config.mixer.d_state // 2 == 32
+    assert (config.mixer.discretization, config.mixer.A_init) == ("bilinear", "lin")
+    s4d = config.replace(mixer="s4d").mixer
+    assert isinstance(s4d, mixers.S4DConfig) and (s4d.discretization, s4d.A_init) == ("zoh", "inv")
     hybrid = LMConfig(vocab_size=10, n_layer=4, attn_layer_idx=[1, 3])
-    assert hybrid.attn_layer_idx == (1, 3) and hash(hybrid)
-    assert [hybrid.layer_mixer(i) for i in range(4)] == ["h3", "attention", "h3", "attention"]
+    assert hybrid.attn_layer_idx == (1, 3) and hash(hybrid) and hybrid.uses_cache
+    kinds = [mixers.spec_of(hybrid.layer_mixer(i)) for i in range(4)]
+    assert kinds == ["h3", "attention", "h3", "attention"] and not config.uses_cache

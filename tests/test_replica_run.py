@@ -10,7 +10,7 @@ from h3_jax.train.replica_run import train_replicas
 from h3_jax.train.run_config import apply_overrides
 
 TINY = [
-    "model.d_model=8", "model.n_layer=1", "model.d_state=4", "model.d_inner=16",
+    "model.d_model=8", "model.n_layer=1", "model.mixer.d_state=4", "model.d_inner=16",
     "task.num_examples=200", "task.num_test_examples=40", "train.batch_size=8",
     "train.steps=40", "train.steps_per_call=10", "train.eval_every=10",
     "train.checkpoint_every=20", "optim.warmup_steps=5",

@@ -25,7 +25,7 @@ from h3_jax.train.step import make_eval_step, make_train_step
 
 # A small H3 on the paper's AR task, dropout on (the per-replica RNG is under test).
 OVERRIDES = [
-    "model.d_model=16", "model.n_layer=1", "model.d_inner=32", "model.d_state=8",
+    "model.d_model=16", "model.n_layer=1", "model.d_inner=32", "model.mixer.d_state=8",
     "model.embed_dropout=0.1",
     "task.num_examples=256", "task.num_test_examples=40",
     "train.batch_size=16", "train.steps=40", "train.steps_per_call=10",
@@ -43,22 +43,22 @@ def test_replicas_equal_separate_runs(micro_batches):
     config = apply_overrides(get_preset("h3-ar"), OVERRIDES)
     t = config.train
     model = models.LM(config.model)
-    tx, schedule = make_optimizer(config.optim, t.steps)
+    tx, schedule = make_optimizer(config.optim, t.steps, config.model)
 
     data = ReplicaData(config.task, t.data, DATA_SEEDS, t.batch_size)
     state = init_replicas(model, tx, SEEDS, config.task.seq_len)
     initial = jax.tree.map(np.asarray, state)  # host copy: the step donates `state`
-    step_fn = make_replica_train_step(model, tx, schedule, t.mode, micro_batches=micro_batches)
+    step_fn = make_replica_train_step(model, tx, schedule, micro_batches=micro_batches)
     losses = []
     for step in range(0, t.steps, t.steps_per_call):
         state, metrics = step_fn(state, data.chunk(step, t.steps_per_call))
         losses.append(np.asarray(metrics["loss"]))
     losses = np.concatenate(losses, axis=1)  # (R, steps)
-    evaluate = ReplicaEvaluator(make_replica_eval_step(model, t.mode), data.test_chunks(16))
+    evaluate = ReplicaEvaluator(make_replica_eval_step(model), data.test_chunks(16))
     accuracy = evaluate(state["params"])["accuracy"]
 
-    single_step = make_train_step(model, tx, schedule, t.mode, micro_batches=micro_batches)
-    single_eval = make_eval_step(model, t.mode)
+    single_step = make_train_step(model, tx, schedule, micro_batches=micro_batches)
+    single_eval = make_eval_step(model)
     for r, data_seed in enumerate(DATA_SEEDS):
         single_data = TrainData(config.task, t.data, data_seed, t.batch_size)
         # Replica r's init is `init_state(seed)` (vmapped); start the single run from it

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from h3_jax.models import rotary as rotary_module
-from h3_jax.models.rotary import rotary_frequencies
+from h3_jax.layers import rotary as rotary_module
+from h3_jax.layers.rotary import rotary_frequencies
 from official_numpy_forward import rotary as reference_rotary
 
 # One compiled program per shape instead of many eager ops (much faster on a busy CPU).

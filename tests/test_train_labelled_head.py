@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from h3_jax import models, tasks
+from h3_jax import mixers, models, tasks
 from h3_jax.train.data import TrainData, max_labels
 from h3_jax.train.step import eval_step_fn, labelled_logits, masked_loss_and_accuracy
 from test_models_helpers import fast_compile, trained_like_params  # noqa: F401
@@ -25,8 +25,8 @@ TASKS = {
 def _setup(task_name):
     fields = dict(TASKS[task_name])
     task = tasks.get_task(fields.pop("name"), **fields)
-    config = models.LMConfig(vocab_size=task.vocab_size, d_model=16, n_layer=2, d_state=8,
-                             embed_dropout=0.0)
+    config = models.LMConfig(vocab_size=task.vocab_size, d_model=16, n_layer=2,
+                             mixer=mixers.H3Config(d_state=8), embed_dropout=0.0)
     model = models.LM(config)
     params = trained_like_params(config)
     batch = TrainData(task, "fixed", 0, 8).batch(0)
@@ -53,8 +53,8 @@ def test_labelled_head_equals_full_head(task_name):
     norm = optax.tree.norm(g_full)
     assert float(optax.tree.norm(jax.tree.map(jnp.subtract, g_part, g_full))) <= 1e-6 * float(norm)
 
-    eval_full = eval_step_fn(model, "fft")(params, batch)
-    eval_part = eval_step_fn(model, "fft", bound)(params, batch)
+    eval_full = eval_step_fn(model)(params, batch)
+    eval_part = eval_step_fn(model, bound)(params, batch)
     for key in eval_full:
         np.testing.assert_allclose(eval_part[key], eval_full[key], rtol=1e-6, err_msg=key)
 
@@ -65,9 +65,6 @@ def test_head_positions_are_rows_of_the_full_logits():
     positions = jnp.tile(jnp.array([[0, 5, 31]]), (batch.inputs.shape[0], 1))
     part = model.apply({"params": params}, batch.inputs, head_positions=positions)
     np.testing.assert_allclose(part, full[:, [0, 5, 31]], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="head_positions: only for modes"):
-        model.apply({"params": params}, batch.inputs[:, 0], mode="step", head_positions=positions,
-                    state=None)
 
 
 def test_train_batch_over_the_bound_is_refused():

@@ -52,7 +52,7 @@ def test_non_finite_loss_stops_with_one_line_naming_the_step(tmp_path, capsys):
     workdir = tmp_path / "nan"
     code = main([
         "train", "tiny-ar", "--workdir", str(workdir), "--progress=off",
-        "--model.d_model=8", "--model.n_layer=1", "--model.d_state=4", "--model.d_inner=16",
+        "--model.d_model=8", "--model.n_layer=1", "--model.mixer.d_state=4", "--model.d_inner=16",
         "--task.num_test_examples=8", "--train.eval_batch_size=8",
         "--optim.lr=1e30", "--optim.warmup_steps=10", "--optim.schedule=constant",
         "--train.steps=20", "--train.steps_per_call=2", "--train.log_every=2",

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from h3_jax import models, tasks
+from h3_jax import mixers, models, tasks
 from h3_jax.presets import get_preset
 from h3_jax.train.config import ConfigError
 from h3_jax.train.run_config import check
@@ -28,8 +28,9 @@ ROWS, LENGTH, VOCAB = 8, 12, 11
 
 
 def _config(dropout: float) -> models.LMConfig:
-    return models.LMConfig(vocab_size=VOCAB, d_model=16, n_layer=2, d_state=8,
-                           embed_dropout=dropout, resid_dropout=dropout)
+    return models.LMConfig(vocab_size=VOCAB, d_model=16, n_layer=2,
+                           mixer=mixers.H3Config(d_state=8), embed_dropout=dropout,
+                           resid_dropout=dropout)
 
 
 def _batch(seed: int = 0) -> tasks.Batch:
@@ -53,8 +54,8 @@ def test_without_dropout_equals_the_whole_batch(micro_batches):
     config = _config(0.0)
     model, params, batch = models.LM(config), trained_like_params(config), _batch()
     key = jax.random.key(0)
-    whole = jax.jit(batch_gradient(model, "fft"))(params, batch, key)
-    sliced = jax.jit(batch_gradient(model, "fft", micro_batches=micro_batches))(params, batch, key)
+    whole = jax.jit(batch_gradient(model))(params, batch, key)
+    sliced = jax.jit(batch_gradient(model, micro_batches=micro_batches))(params, batch, key)
     np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
     np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-6)
     assert _relative(sliced[2], whole[2]) <= 1e-5
@@ -79,12 +80,12 @@ def test_with_dropout_each_slice_has_its_own_key():
         return total / count, correct / count
 
     (loss, accuracy), grads = jax.jit(jax.value_and_grad(reference, has_aux=True))(params)
-    sliced = jax.jit(batch_gradient(model, "fft", micro_batches=m))(params, batch, key)
+    sliced = jax.jit(batch_gradient(model, micro_batches=m))(params, batch, key)
     np.testing.assert_allclose(sliced[0], loss, rtol=1e-6)
     np.testing.assert_allclose(sliced[1], accuracy, rtol=1e-6)
     assert _relative(sliced[2], grads) <= 1e-5
     # The dropout really acts: the whole batch under one key gives another gradient.
-    whole = jax.jit(batch_gradient(model, "fft"))(params, batch, key)
+    whole = jax.jit(batch_gradient(model))(params, batch, key)
     assert _relative(whole[2], grads) > 1e-2
 
 
@@ -97,7 +98,7 @@ def test_train_step_with_micro_batches_matches_the_whole_batch():
     stacked = jax.tree.map(lambda a: jnp.stack([a, a[::-1]]), batch)  # two steps
     results = []
     for micro_batches in (1, 4):
-        step = make_train_step(model, tx, lambda s: 1e-3, "fft", micro_batches=micro_batches)
+        step = make_train_step(model, tx, lambda s: 1e-3, micro_batches=micro_batches)
         results.append(step(jax.tree.map(jnp.copy, state), stacked))
     (whole, whole_metrics), (sliced, sliced_metrics) = results
     assert int(sliced["step"]) == 2
@@ -108,11 +109,11 @@ def test_train_step_with_micro_batches_matches_the_whole_batch():
 @pytest.mark.parametrize("micro_batches", [0, -2, 2.0])
 def test_a_micro_batch_count_that_is_not_a_positive_int_is_refused(micro_batches):
     with pytest.raises(ValueError, match="micro_batches: expected a positive int"):
-        batch_gradient(models.LM(_config(0.0)), "fft", micro_batches=micro_batches)
+        batch_gradient(models.LM(_config(0.0)), micro_batches=micro_batches)
 
 
 def test_a_micro_batch_count_that_does_not_divide_the_batch_is_refused():
-    gradient = batch_gradient(models.LM(_config(0.0)), "fft", micro_batches=3)
+    gradient = batch_gradient(models.LM(_config(0.0)), micro_batches=3)
     with pytest.raises(ValueError, match="micro_batches: 3 does not divide the batch of 8 rows"):
         gradient(trained_like_params(_config(0.0)), _batch(), jax.random.key(0))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -13,6 +14,7 @@ import pytest
 from h3_jax import models
 from h3_jax.train.config import OptimConfig
 from h3_jax.train.optim import make_optimizer, make_schedule
+from test_checkpoint import H3_LIKE
 
 
 def lrs(schedule, steps):
@@ -64,10 +66,10 @@ def first_update(tx, grads, params):
 def test_groups_ssm_dynamics_get_no_weight_decay_and_their_own_rate(h3_params):
     """With zero gradients AdamW moves only by decay: "rest" shrinks by lr * wd, "ssm" stays."""
     optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.5, schedule="constant")
-    tx, _ = make_optimizer(optim, steps=10)
+    tx, _ = make_optimizer(optim, steps=10, model=H3_LIKE)
     zeros = jax.tree.map(jnp.zeros_like, h3_params)
     updates = first_update(tx, zeros, h3_params)
-    labels = models.param_labels(h3_params)
+    labels = models.param_labels(h3_params, H3_LIKE)
     assert "ssm" in jax.tree.leaves(labels) and "rest" in jax.tree.leaves(labels)
 
     def check(label, param, update):
@@ -81,21 +83,21 @@ def test_ssm_weight_decay_shrinks_the_ssm_group_at_its_own_rate(h3_params):
     """With zero gradients: "ssm" shrinks by lr_ssm * weight_decay_ssm, "rest" by lr * wd."""
     optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.5, weight_decay_ssm=0.2,
                         schedule="constant")
-    updates = first_update(make_optimizer(optim, steps=10)[0],
+    updates = first_update(make_optimizer(optim, steps=10, model=H3_LIKE)[0],
                            jax.tree.map(jnp.zeros_like, h3_params), h3_params)
 
     def check(label, param, update):
         shrink = 0.01 * 0.2 if label == "ssm" else 0.1 * 0.5
         np.testing.assert_allclose(update, -shrink * np.asarray(param), rtol=1e-6, atol=1e-8)
 
-    jax.tree.map(check, models.param_labels(h3_params), h3_params, updates)
+    jax.tree.map(check, models.param_labels(h3_params, H3_LIKE), h3_params, updates)
 
 
 def test_equal_rates_and_decays_are_one_adamw_over_every_parameter(h3_params):
     """lr_ssm = lr and weight_decay_ssm = weight_decay: Zoology's single AdamW group."""
     optim = OptimConfig(lr=3e-3, lr_ssm=3e-3, weight_decay=0.1, weight_decay_ssm=0.1,
                         schedule="constant")
-    tx, _ = make_optimizer(optim, steps=10)
+    tx, _ = make_optimizer(optim, steps=10, model=H3_LIKE)
     single = optax.adamw(3e-3, weight_decay=0.1)
     leaves, treedef = jax.tree.flatten(h3_params)
     keys = jax.random.split(jax.random.key(0), len(leaves))
@@ -121,30 +123,33 @@ def test_without_ssm_decay_the_state_is_the_one_older_checkpoints_hold(h3_params
     before = optax.partition(
         {"rest": optax.adamw(lambda step: 3e-3, weight_decay=0.1),
          "ssm": optax.adam(lambda step: 1e-3)},
-        models.param_labels,
+        functools.partial(models.param_labels, config=H3_LIKE),
     )
-    state = make_optimizer(optim, steps=10)[0].init(h3_params)
+    state = make_optimizer(optim, steps=10, model=H3_LIKE)[0].init(h3_params)
     assert jax.tree.structure(state) == jax.tree.structure(before.init(h3_params))
-    decayed = make_optimizer(OptimConfig(weight_decay_ssm=0.1), steps=10)[0].init(h3_params)
+    decayed_tx, _ = make_optimizer(OptimConfig(weight_decay_ssm=0.1), steps=10, model=H3_LIKE)
+    decayed = decayed_tx.init(h3_params)
     assert jax.tree.structure(decayed) != jax.tree.structure(state)
 
 
 def test_groups_learning_rates(h3_params):
     """One Adam step from fresh moments moves each parameter by about its group's rate."""
     optim = OptimConfig(lr=0.1, lr_ssm=0.01, weight_decay=0.0, schedule="constant")
-    tx, schedule = make_optimizer(optim, steps=10)
+    tx, schedule = make_optimizer(optim, steps=10, model=H3_LIKE)
     ones = jax.tree.map(jnp.ones_like, h3_params)
     updates = first_update(tx, ones, h3_params)
-    expected = jax.tree.map(lambda l: 0.01 if l == "ssm" else 0.1, models.param_labels(h3_params))
+    labels = models.param_labels(h3_params, H3_LIKE)
+    expected = jax.tree.map(lambda l: 0.01 if l == "ssm" else 0.1, labels)
     jax.tree.map(lambda u, e: np.testing.assert_allclose(u, -e, rtol=1e-5), updates, expected)
     assert float(schedule(0)) == pytest.approx(0.1)
 
 
 def test_default_ssm_rate_is_min_of_1e3_and_lr(h3_params):
-    tx, _ = make_optimizer(OptimConfig(lr=5e-3, weight_decay=0.0, schedule="constant"), 10)
+    optim = OptimConfig(lr=5e-3, weight_decay=0.0, schedule="constant")
+    tx, _ = make_optimizer(optim, 10, model=H3_LIKE)
     ones = jax.tree.map(jnp.ones_like, h3_params)
     updates = first_update(tx, ones, h3_params)
-    for label, update in zip(jax.tree.leaves(models.param_labels(h3_params)),
+    for label, update in zip(jax.tree.leaves(models.param_labels(h3_params, H3_LIKE)),
                              jax.tree.leaves(updates)):
         np.testing.assert_allclose(update, -(1e-3 if label == "ssm" else 5e-3), rtol=1e-5)
 
@@ -152,8 +157,8 @@ def test_default_ssm_rate_is_min_of_1e3_and_lr(h3_params):
 def test_clipping_acts_on_the_global_norm_before_adam(h3_params):
     # eps = 1 makes Adam's first step g / (|g| + 1), so it depends on the gradient's scale.
     common = dict(lr=1.0, lr_ssm=1.0, weight_decay=0.0, schedule="constant", eps=1.0)
-    with_clip, _ = make_optimizer(OptimConfig(clip_norm=0.5, **common), 10)
-    without, _ = make_optimizer(OptimConfig(**common), 10)
+    with_clip, _ = make_optimizer(OptimConfig(clip_norm=0.5, **common), 10, model=H3_LIKE)
+    without, _ = make_optimizer(OptimConfig(**common), 10, model=H3_LIKE)
     big = jax.tree.map(lambda p: jnp.full_like(p, 3.0), h3_params)
     clip = optax.clip_by_global_norm(0.5)
     clipped, _ = clip.update(big, clip.init(big))

@@ -23,7 +23,7 @@ import pytest
 # A tiny model on the paper's AR task: the mechanics, not the learning, are under test.
 RUN_ARGS = [
     "tiny-ar", "--progress=off",
-    "--model.d_model=8", "--model.n_layer=1", "--model.d_state=4", "--model.d_inner=16",
+    "--model.d_model=8", "--model.n_layer=1", "--model.mixer.d_state=4", "--model.d_inner=16",
     "--model.embed_dropout=0.1",  # exercise the dropout RNG across the restart
     "--task.num_examples=200", "--task.num_test_examples=40",
     "--train.data=fixed", "--train.batch_size=8", "--train.steps=300",

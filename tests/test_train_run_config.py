@@ -19,7 +19,8 @@ class LaterLMConfig(LMConfig):
 
 
 def with_later_model(config, **fields):
-    model = LaterLMConfig(**dataclasses.asdict(config.model), **fields)
+    current = {f.name: getattr(config.model, f.name) for f in dataclasses.fields(config.model)}
+    model = LaterLMConfig(**current, **fields)
     return dataclasses.replace(config, model=model)
 
 

@@ -9,7 +9,6 @@ match its config fails to load instead of giving a half-filled model.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -20,6 +19,8 @@ import orbax.checkpoint as ocp
 
 from h3_jax.convert import keys as K
 from h3_jax.models import LMConfig
+from h3_jax.train.config import from_jsonable, to_jsonable
+from h3_jax.train.formats import CONFIG_FORMAT, upgrade_model_v1
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
@@ -27,16 +28,18 @@ FORMAT = "h3-jax-lm"
 
 
 def config_to_json(config: LMConfig) -> dict[str, Any]:
-    fields = dataclasses.asdict(config)
-    fields["attn_layer_idx"] = list(config.attn_layer_idx)
-    return {"format": FORMAT, "config": fields}
+    return {"format": FORMAT, "version": CONFIG_FORMAT, "config": to_jsonable(config)}
 
 
 def config_from_json(data: dict[str, Any]) -> LMConfig:
+    """The LMConfig of `config_to_json` output, of this or an earlier version."""
     if data.get("format") != FORMAT or not isinstance(data.get("config"), dict):
         raise ValueError(f"not an h3-jax model config (expected {{'format': {FORMAT!r}, ...}})")
+    model = data["config"]
+    if data.get("version", 1) == 1:
+        model = upgrade_model_v1(model)
     try:
-        return LMConfig(**data["config"])
+        return from_jsonable(LMConfig, model)
     except TypeError as err:  # a field this version of LMConfig does not know
         raise ValueError(f"config.json does not fit this version of LMConfig: {err}") from None
 

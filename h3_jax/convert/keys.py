@@ -52,6 +52,7 @@ import dataclasses
 
 import numpy as np
 
+from h3_jax.mixers import spec_of
 from h3_jax.models import LMConfig
 
 EMBEDDING = "backbone.embeddings.word_embeddings.weight"
@@ -108,7 +109,6 @@ def rules(config: LMConfig) -> list[Rule]:
     D, V, F = config.d_model, config.vocab_size, config.mlp_width
     if not F:
         raise ValueError("LMConfig.d_inner: got 0 (no MLP); official H3 blocks always have one")
-    N, H = config.d_state, config.d_model // config.head_dim
     out = [Rule(EMBEDDING, (V, D), ("embedding",), "same")]
     for i in range(config.n_layer):
         layer = f"layers_{i}"
@@ -125,11 +125,13 @@ def rules(config: LMConfig) -> list[Rule]:
             add(f"{norm}.bias", (D,), (norm, "bias"))
         linear("mlp.fc1", F, D, ("mlp", "fc1"))
         linear("mlp.fc2", D, F, ("mlp", "fc2"))
-        kind = config.layer_mixer(i)
+        mixer = config.layer_mixer(i)
+        kind = spec_of(mixer)
         if kind == "attention":
             linear("mixer.Wqkv", 3 * D, D, ("mixer", "Wqkv"))
             linear("mixer.out_proj", D, D, ("mixer", "out_proj"))
         elif kind == "h3":
+            N, H = mixer.d_state, D // mixer.head_dim
             for name in ("q_proj", "k_proj", "v_proj"):
                 linear(f"mixer.{name}", D, D, ("mixer", name))
             add("mixer.ssm_k_kernel.kernel.B", (D, N), ("mixer", "shift_ssm", "B"))
@@ -160,5 +162,5 @@ def rotary_inv_freq(rotary_dim: int) -> np.ndarray:
 
 
 def rotary_dim_of(config: LMConfig) -> int:
-    """The config's rotary dimension (0 while LMConfig has no rotary field)."""
-    return int(getattr(config, "rotary_emb_dim", 0) or 0)
+    """The rotary dimension of the config's attention layers (0: none)."""
+    return config.attention.rotary_emb_dim

@@ -7,7 +7,6 @@ so from_official followed by to_official gives back the same arrays bit for bit.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import jax.numpy as jnp
@@ -16,13 +15,14 @@ import numpy as np
 from h3_jax.convert import keys as K
 from h3_jax.convert.infer import Structure, infer_structure
 from h3_jax.convert.presets import PRESETS, ReleasedModel, find_preset, get_preset
+from h3_jax.mixers import AttentionConfig, H3Config
 from h3_jax.models import LMConfig
 
 Params = dict[str, Any]
 # Config fields the keys determine; an override of one of them would contradict the weights.
 STRUCTURAL_FIELDS = (
-    "vocab_size", "d_model", "n_layer", "mixer", "attn_layer_idx", "d_state", "head_dim",
-    "d_inner", "max_position_embeddings",
+    "vocab_size", "d_model", "n_layer", "mixer", "attn_layer_idx", "d_inner",
+    "max_position_embeddings",
 )
 _SHOWN = 12  # keys listed per category in an error message
 
@@ -127,22 +127,15 @@ def _config(
     rotary = _rotary(structure, released, rotary_emb_dim)
     fields = dict(
         vocab_size=structure.vocab_size, d_model=structure.d_model, n_layer=structure.n_layer,
-        mixer="h3", attn_layer_idx=structure.attn_layer_idx, d_state=structure.d_state,
-        head_dim=structure.head_dim, d_inner=structure.d_inner, n_heads=n_heads,
-        max_position_embeddings=0, discretization="bilinear", A_init="lin",
+        mixer=H3Config(d_state=structure.d_state, head_dim=structure.head_dim,
+                       discretization="bilinear", A_init="lin"),
+        attn_layer_idx=structure.attn_layer_idx, d_inner=structure.d_inner,
+        attention=AttentionConfig(n_heads=n_heads, rotary_emb_dim=rotary),
+        max_position_embeddings=0,
     )
     if released is not None:
         fields["initializer_range"] = released.initializer_range
     fields.update(overrides)
-    if rotary:
-        if "rotary_emb_dim" not in {f.name for f in dataclasses.fields(LMConfig)}:
-            raise ValueError(
-                f"this checkpoint uses rotary position embeddings (rotary_emb_dim={rotary}, as "
-                "H3-2.7B-rotary), which need LMConfig.rotary_emb_dim; this version of "
-                "h3_jax.models has no such field yet (h3_jax.models.rotary.apply_rotary "
-                "implements the rotation)"
-            )
-        fields["rotary_emb_dim"] = rotary
     try:
         return LMConfig(**fields)
     except TypeError as err:  # an unknown override
@@ -201,9 +194,10 @@ def _mismatches(expected: dict, found: dict, *, name) -> str:
 
 
 def _describe(config: LMConfig) -> str:
+    h3 = config.mixer
     return (f"vocab_size={config.vocab_size}, d_model={config.d_model}, "
-            f"n_layer={config.n_layer}, d_state={config.d_state}, d_inner={config.mlp_width}, "
-            f"head_dim={config.head_dim}, attention layers {list(config.attn_layer_idx)}")
+            f"n_layer={config.n_layer}, d_state={h3.d_state}, d_inner={config.mlp_width}, "
+            f"head_dim={h3.head_dim}, attention layers {list(config.attn_layer_idx)}")
 
 
 def _float32(array: Any) -> np.ndarray:

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jaxtyping import Array, Int
+from jaxtyping import Array, Float, Int
 
-from h3_jax.models.attention import CausalSelfAttention
-from h3_jax.models.baselines import GSS, S4D
-from h3_jax.models.common import SEQUENCE_MODES, check_mode, compute_dtype, dense, gelu, residual_std
+from h3_jax.layers.dense import compute_dtype, dense, gelu, residual_std
+from h3_jax.mixers import mixer_of
 from h3_jax.models.config import LMConfig
-from h3_jax.models.h3 import H3
 from h3_jax.models.tokens import check_token_ids, lookup
 
-MIXER_MODULES = {"h3": H3, "s4d": S4D, "gss": GSS, "attention": CausalSelfAttention}
 
-
-def layer_norm(config: LMConfig, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32, name=name)
+def layer_norm(config: LMConfig) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32)
 
 
 class MLP(nn.Module):
@@ -27,101 +23,144 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        c = self.config
-        hidden = gelu(dense(c, c.mlp_width, "fc1")(x))
-        return dense(c, c.d_model, "fc2", residual_std(c))(hidden)
+        c, s = self.config, self.config.shared
+        hidden = gelu(dense(s, c.mlp_width, "fc1")(x))
+        return dense(s, c.d_model, "fc2", residual_std(s))(hidden)
 
 
 class Block(nn.Module):
     """x += dropout(mixer(norm1(x))); x += dropout(mlp(norm2(x))). The residual stays float32.
     With `mlp_width` 0 the block is the mixer half alone (no norm2, no MLP), or with
-    `identity_mlp` the mixer half and then x += dropout(norm2(x))."""
+    `identity_mlp` the mixer half and then x += dropout(norm2(x)).
+
+    Three entry points, as the mixer's: the whole sequence, prefill (-> state) and one step.
+    """
 
     config: LMConfig
-    mixer: str
+    layer: int
 
-    @nn.compact
-    def __call__(self, x, *, mode, state, position, cache_len, train):
+    def setup(self):
         c = self.config
-        drop = nn.Dropout(c.resid_dropout, deterministic=not train)
-        mixed, new_state = MIXER_MODULES[self.mixer](c, name="mixer")(
-            layer_norm(c, "norm1")(x),
-            mode=mode, state=state, position=position, cache_len=cache_len, train=train,
-        )
-        x = x + drop(mixed.astype(jnp.float32))
+        mixer_config = c.layer_mixer(self.layer)
+        self.norm1 = layer_norm(c)
+        self.mixer = mixer_of(mixer_config)(mixer_config, c.shared)
+        if c.mlp_width or c.identity_mlp:
+            self.norm2 = layer_norm(c)
         if c.mlp_width:
-            x = x + drop(MLP(c, name="mlp")(layer_norm(c, "norm2")(x)).astype(jnp.float32))
-        elif c.identity_mlp:
-            x = x + drop(layer_norm(c, "norm2")(x))
-        return x, new_state
+            self.mlp = MLP(c)
+        # Named as the inline Dropout of earlier versions, so its random stream is unchanged.
+        self.drop = nn.Dropout(c.resid_dropout, name="Dropout_0")
+
+    def __call__(self, x: Float[Array, "B L D"], *, train: bool) -> Float[Array, "B L D"]:
+        mixed = self.mixer(self.norm1(x), train=train)
+        return self._second_half(self._add(x, mixed, train), train)
+
+    def prefill(self, x: Float[Array, "B L D"], *, cache_len: int):
+        mixed, state = self.mixer.prefill(self.norm1(x), cache_len=cache_len)
+        return self._second_half(self._add(x, mixed, False), False), state
+
+    def step(self, x_t: Float[Array, "B D"], state, *, position):
+        mixed, state = self.mixer.step(self.norm1(x_t), state, position=position)
+        return self._second_half(self._add(x_t, mixed, False), False), state
+
+    def _add(self, x, y, train: bool):
+        return x + self.drop(y.astype(jnp.float32), deterministic=not train)
+
+    def _second_half(self, x, train: bool):
+        if self.config.mlp_width:
+            return self._add(x, self.mlp(self.norm2(x)), train)
+        if self.config.identity_mlp:
+            return self._add(x, self.norm2(x), train)
+        return x
 
 
 class LM(nn.Module):
-    """Decoder-only LM. `LM(config).apply({"params": p}, tokens)` -> logits (B, L, V) float32.
+    """Decoder-only LM; parameters `LM(config).init(key, tokens)["params"]`, a plain dict.
 
-    mode "fft" (default) or "scan" runs whole sequences (B, L). Dropout is off unless
-    `train=True`, which needs `rngs={"dropout": key}`. The modes "prefill" (tokens (B, L)) and
-    "step" (tokens (B,), with `state`) are the recurrent views behind h3_jax.generate; they
-    return (logits, state). Out-of-range token ids: see h3_jax.models.tokens.
-    `head_positions` (B, M) int, whole-sequence modes only: logits (B, M, V) at just those
-    positions, so a large vocabulary costs only where there are labels (MQAR: 4 of 64).
+    - `LM(config).apply({"params": p}, tokens)` -> logits (B, L, V) float32, the whole sequence
+      by each mixer's own algorithm. Dropout is off unless `train=True`, which needs
+      `rngs={"dropout": key}`. `head_positions` (B, M) int gives logits (B, M, V) at just those
+      positions, so a large vocabulary costs only where there are labels (MQAR: 4 of 64).
+    - `method="prefill"`: tokens (B, L), `cache_len` -> (logits (B, L, V), state).
+    - `method="step"`: token (B,), state -> (logits (B, V), state).
+    These are the recurrent views behind h3_jax.generate. The state is {"position": int32,
+    "max_len": int32 (the cache length; 0 when no layer keeps a cache), "layers": one state per
+    layer}. Out-of-range token ids: see h3_jax.models.tokens.
     """
 
     config: LMConfig
 
-    @nn.compact
+    def setup(self):
+        c = self.config
+        init = nn.initializers.normal(c.initializer_range)
+        self.embedding = self.param("embedding", init, (c.vocab_size, c.d_model), jnp.float32)
+        if c.max_position_embeddings:
+            self.position_embedding = self.param(
+                "position_embedding", init, (c.max_position_embeddings, c.d_model), jnp.float32
+            )
+        # Named as the inline Dropout of earlier versions, so its random stream is unchanged.
+        self.embed_drop = nn.Dropout(c.embed_dropout, name="Dropout_0")
+        self.layers = [Block(c, i) for i in range(c.n_layer)]
+        self.ln_f = layer_norm(c)
+
     def __call__(
         self,
         tokens: Int[Array, "B L"],
-        mode: str = "fft",
+        *,
         train: bool = False,
-        state=None,
-        cache_len: int | None = None,
         head_positions: Int[Array, "B M"] | None = None,
-    ):
-        check_mode(mode)
-        if head_positions is not None and mode not in SEQUENCE_MODES:
-            raise ValueError(f"head_positions: only for modes {SEQUENCE_MODES}, got {mode!r}")
-        c = self.config
-        check_token_ids(tokens, c.vocab_size)
-        step = mode == "step"
-        if tokens.ndim != (1 if step else 2):
-            expected = "(B,)" if step else "(B, L)"
-            raise ValueError(f"tokens: must have shape {expected} for mode={mode!r}, got {tokens.shape}")
-        position = state["position"] if step else 0
-        init = nn.initializers.normal(c.initializer_range)
-        embedding = self.param("embedding", init, (c.vocab_size, c.d_model), jnp.float32)
-        x = lookup(embedding, tokens)
-        if c.max_position_embeddings:
-            table = self.param(
-                "position_embedding", init, (c.max_position_embeddings, c.d_model), jnp.float32
-            )
-            if step:
-                x = x + lookup(table, position)
-            else:
-                x = x + table[: _checked_length(tokens.shape[1], c.max_position_embeddings)]
-        x = nn.Dropout(c.embed_dropout, deterministic=not train)(x)
-        layer_states = []
-        for i in range(c.n_layer):
-            x, s = Block(c, c.layer_mixer(i), name=f"layers_{i}")(
-                x,
-                mode=mode,
-                state=None if state is None else state["layers"][i],
-                position=position,
-                cache_len=cache_len,
-                train=train,
-            )
-            layer_states.append(s)
-        x = layer_norm(c, "ln_f")(x)
+    ) -> Float[Array, "B L V"]:
+        x = self._embed(tokens, 0, train)
+        for block in self.layers:
+            x = block(x, train=train)
+        x = self.ln_f(x)
         if head_positions is not None:
             x = jnp.take_along_axis(x, head_positions[..., None], axis=1)
-        dtype = compute_dtype(c)
-        logits = jnp.dot(x.astype(dtype), embedding.T.astype(dtype)).astype(jnp.float32)
-        if mode in SEQUENCE_MODES:
-            return logits
-        length = 1 if step else tokens.shape[1]
-        new_position = jnp.asarray(position + length, jnp.int32)
-        return logits, {"position": new_position, "layers": tuple(layer_states)}
+        return self._head(x)
+
+    def prefill(self, tokens: Int[Array, "B L"], *, cache_len: int = 0):
+        x = self._embed(tokens, 0, False)
+        states = []
+        for block in self.layers:
+            x, state = block.prefill(x, cache_len=cache_len)
+            states.append(state)
+        state = {
+            "position": jnp.asarray(tokens.shape[1], jnp.int32),
+            "max_len": jnp.asarray(cache_len, jnp.int32),
+            "layers": tuple(states),
+        }
+        return self._head(self.ln_f(x)), state
+
+    def step(self, token: Int[Array, " B"], state):
+        position = state["position"]
+        x = self._embed(token, position, False)
+        states = []
+        for block, layer_state in zip(self.layers, state["layers"]):
+            x, layer_state = block.step(x, layer_state, position=position)
+            states.append(layer_state)
+        new_state = {**state, "position": position + 1, "layers": tuple(states)}
+        return self._head(self.ln_f(x)), new_state
+
+    def _embed(self, tokens, position, train: bool):
+        """Token (+ position) embedding of tokens (B, L), or of one token (B,) at `position`."""
+        c = self.config
+        check_token_ids(tokens, c.vocab_size)
+        one = not isinstance(position, int)
+        if tokens.ndim != (1 if one else 2):
+            expected = "(B,) for one step" if one else "(B, L)"
+            raise ValueError(f"tokens: must have shape {expected}, got {tokens.shape}")
+        x = lookup(self.embedding, tokens)
+        if c.max_position_embeddings:
+            if one:
+                x = x + lookup(self.position_embedding, position)
+            else:
+                length = _checked_length(tokens.shape[1], c.max_position_embeddings)
+                x = x + self.position_embedding[:length]
+        return self.embed_drop(x, deterministic=not train)
+
+    def _head(self, x):
+        dtype = compute_dtype(self.config.shared)
+        return jnp.dot(x.astype(dtype), self.embedding.T.astype(dtype)).astype(jnp.float32)
 
 
 def _checked_length(length: int, table: int) -> int:
@@ -131,4 +170,3 @@ def _checked_length(length: int, table: int) -> int:
             f"allowed are lengths <= {table}"
         )
     return length
-

@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any, Literal
 
+from h3_jax.mixers import MixerConfig, default_config, mixer_class, spec_of
+
 SECTIONS = ("task", "model", "optim", "train")
 
 
@@ -49,7 +51,6 @@ class TrainConfig:
     data: Literal["fixed", "stream"] = "fixed"  # fixed train set in epochs, or fresh examples
     data_seed: int = 0  # seed of the task's datasets / stream
     seed: int = 0  # seed of parameter init and dropout
-    mode: Literal["fft", "scan"] = "fft"  # how SSM mixers compute a whole sequence
     steps_per_call: int = 1  # optimizer steps fused into one compiled call (lax.scan)
     micro_batches: int = 1  # slices of the batch whose gradients each step adds up, one at a time
     log_every: int = 100  # steps between metric lines (averaged over the window)
@@ -135,17 +136,41 @@ def parse_override(item: str) -> tuple[str, str, str]:
 
 
 def replace_fields(obj: Any, section: str, updates: dict[str, str]) -> Any:
-    """dataclasses.replace with string values parsed against the field types."""
+    """dataclasses.replace with string values parsed against the field types.
+
+    A dotted name sets a field of a nested config ("mixer.d_state"); a mixer field set to a
+    spec ("mixer=gss") takes that mixer's defaults, and its dotted fields apply after it.
+    """
     types_ = field_types(type(obj))
-    parsed = {}
+    plain: dict[str, str] = {}
+    nested: dict[str, dict[str, str]] = {}
     for name, text in updates.items():
-        if name not in types_:
+        head, dot, rest = name.partition(".")
+        if head not in types_:
             known = ", ".join(types_)
-            raise ConfigError(f"unknown key {section}.{name}; {section} keys: {known}")
+            raise ConfigError(f"unknown key {section}.{head}; {section} keys: {known}")
+        if dot:
+            nested.setdefault(head, {})[rest] = text
+        else:
+            plain[name] = text
+    parsed: dict[str, Any] = {}
+    for name, text in plain.items():
+        current = getattr(obj, name)
         try:
-            parsed[name] = parse_value(text, types_[name])
+            if isinstance(current, MixerConfig):
+                parsed[name] = default_config(text)
+            elif dataclasses.is_dataclass(current):
+                raise ValueError(f"it is a group of settings; set its fields as "
+                                 f"{section}.{name}.FIELD=VALUE")
+            else:
+                parsed[name] = parse_value(text, types_[name])
         except ValueError as err:
             raise ConfigError(f"bad value for {section}.{name}: {err}") from None
+    for name, sub in nested.items():
+        current = parsed.get(name, getattr(obj, name))
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"{section}.{name} has no fields to set ({section}.{name}.* given)")
+        parsed[name] = replace_fields(current, f"{section}.{name}", sub)
     try:
         return dataclasses.replace(obj, **parsed)
     except (TypeError, ValueError) as err:
@@ -153,6 +178,10 @@ def replace_fields(obj: Any, section: str, updates: dict[str, str]) -> Any:
 
 
 def to_jsonable(obj: Any) -> Any:
+    """Dataclasses as dicts (a mixer's settings with its "spec" first), tuples as lists."""
+    if isinstance(obj, MixerConfig):
+        return {"spec": spec_of(obj), **{f.name: to_jsonable(getattr(obj, f.name))
+                                         for f in dataclasses.fields(obj)}}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (tuple, list)):
@@ -168,7 +197,7 @@ def non_default_fields(obj: Any) -> dict[str, Any]:
     Nested dataclasses are compared field by field; fields without a default are always listed.
     A field added to a class later, at its default, leaves the result unchanged.
     """
-    out = {}
+    out = {"spec": spec_of(obj)} if isinstance(obj, MixerConfig) else {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -186,12 +215,21 @@ def non_default_fields(obj: Any) -> dict[str, Any]:
 
 
 def from_jsonable(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a flat dataclass from `to_jsonable` output (lists back to tuples)."""
+    """Rebuild a dataclass from `to_jsonable` output: lists back to tuples, nested configs
+    back to their dataclasses (a mixer's by its "spec")."""
     types_ = field_types(cls)
     kwargs = {}
     for name, value in data.items():
-        if name in types_:
-            kwargs[name] = tuple(value) if isinstance(value, list) else value
+        if name not in types_:
+            continue
+        if isinstance(value, dict) and "spec" in value:
+            fields = {k: v for k, v in value.items() if k != "spec"}
+            value = from_jsonable(mixer_class(value["spec"]).Config, fields)
+        elif isinstance(value, dict) and dataclasses.is_dataclass(types_[name]):
+            value = from_jsonable(types_[name], value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -200,14 +238,23 @@ def dumps(obj: Any) -> str:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """One-line documentation per field, from the class source: a string literal right after the
-    field, a trailing `# comment`, or a `name: text` line of the class docstring."""
+    """One-line documentation per field, from the class source (and its dataclass bases'): a
+    string literal right after the field, a trailing `# comment`, or a `name: text` line of the
+    class docstring."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     import ast
     import inspect
     import textwrap
 
     docs: dict[str, str] = {}
-    for line in (cls.__doc__ or "").splitlines():
+    for line in (cls.__dict__.get("__doc__") or "").splitlines():
         name, sep, text = line.strip().partition(":")
         if sep and name.isidentifier() and text.strip():
             docs[name] = text.strip()

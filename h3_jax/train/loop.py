@@ -61,14 +61,13 @@ class Run:
         check_divisible(t.batch_size // t.micro_batches, self.mesh,
                         "train.batch_size / train.micro_batches")
         self.model = models.LM(config.model)
-        self.tx, self.lr_schedule = make_optimizer(config.optim, t.steps)
+        self.tx, self.lr_schedule = make_optimizer(config.optim, t.steps, config.model)
         self.data = TrainData(config.task, t.data, t.data_seed, t.batch_size)
         self.train_steps = make_train_step(
-            self.model, self.tx, self.lr_schedule, t.mode, self.data.labels_per_example,
-            t.micro_batches,
+            self.model, self.tx, self.lr_schedule, self.data.labels_per_example, t.micro_batches
         )
         self.evaluate = Evaluator(
-            make_eval_step(self.model, t.mode, self.data.test_labels_per_example), self.data.test,
+            make_eval_step(self.model, self.data.test_labels_per_example), self.data.test,
             eval_batch_size(t.eval_batch_size, self.mesh), self.mesh,
         )
         self.checkpoints = Checkpoints(

@@ -8,6 +8,7 @@ same schedule shape.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax.numpy as jnp
@@ -87,9 +88,10 @@ def group_schedules(optim: OptimConfig, steps: int) -> dict[str, Schedule]:
 
 
 def make_optimizer(
-    optim: OptimConfig, steps: int
+    optim: OptimConfig, steps: int, model: models.LMConfig
 ) -> tuple[optax.GradientTransformation, Schedule]:
-    """(transformation, main-group schedule). Gradient clipping, if any, sees all groups at once."""
+    """(transformation, main-group schedule) for an LM of config `model` (whose mixers name
+    their SSM dynamics). Gradient clipping, if any, sees all groups at once."""
     schedules = group_schedules(optim, steps)
     adam = dict(b1=optim.b1, b2=optim.b2, eps=optim.eps)
     groups = optax.partition(
@@ -101,7 +103,7 @@ def make_optimizer(
             if optim.weight_decay_ssm
             else optax.adam(schedules["ssm"], **adam),
         },
-        models.param_labels,
+        functools.partial(models.param_labels, config=model),
     )
     if optim.clip_norm is not None:
         groups = optax.chain(optax.clip_by_global_norm(optim.clip_norm), groups)

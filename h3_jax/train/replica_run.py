@@ -81,12 +81,12 @@ def train_replicas(
         raise ConfigError(f"{len(seeds)} seeds but {len(data_seeds)} data seeds")
 
     model = models.LM(config.model)
-    tx, schedule = make_optimizer(config.optim, t.steps)
+    tx, schedule = make_optimizer(config.optim, t.steps, config.model)
     data = ReplicaData(config.task, t.data, data_seeds, t.batch_size)
     step_fn = make_replica_train_step(
-        model, tx, schedule, t.mode, data.labels_per_example, t.micro_batches
+        model, tx, schedule, data.labels_per_example, t.micro_batches
     )
-    eval_step = make_replica_eval_step(model, t.mode, data.test_labels_per_example)
+    eval_step = make_replica_eval_step(model, data.test_labels_per_example)
     evaluate = ReplicaEvaluator(eval_step, data.test_chunks(t.eval_batch_size))
 
     t_start = time.perf_counter()

@@ -44,20 +44,19 @@ def make_replica_train_step(
     model: models.LM,
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
-    mode: str,
     labels_per_example: int | None = None,
     micro_batches: int = 1,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
     """Jitted: (state (R, ...), batches (R, k, B, L)) -> (state, metrics (R, k)); state donated."""
-    steps = train_steps_fn(model, tx, lr_schedule, mode, labels_per_example, micro_batches)
+    steps = train_steps_fn(model, tx, lr_schedule, labels_per_example, micro_batches)
     return jax.jit(jax.vmap(steps), donate_argnums=0)
 
 
 def make_replica_eval_step(
-    model: models.LM, mode: str, labels_per_example: int | None = None
+    model: models.LM, labels_per_example: int | None = None
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
     """Jitted: (params (R, ...), batch (R, b, L)) -> sums of loss, correct, count, each (R,)."""
-    return jax.jit(jax.vmap(eval_step_fn(model, mode, labels_per_example)))
+    return jax.jit(jax.vmap(eval_step_fn(model, labels_per_example)))
 
 
 class ReplicaData:

@@ -18,6 +18,7 @@ from h3_jax.train.config import (
     replace_fields,
     to_jsonable,
 )
+from h3_jax.train.formats import CONFIG_FORMAT, upgrade_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +122,7 @@ def check(config: RunConfig) -> None:
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
     return {
+        "format": CONFIG_FORMAT,
         "preset": config.preset,
         "task_name": config.task_name,
         "task": to_jsonable(config.task),
@@ -131,6 +133,8 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from `config_to_dict` output of this or an earlier format."""
+    data = upgrade_config(data)
     task = make_task(data["task_name"])
     task = from_jsonable(type(task), data["task"])
     return RunConfig(

@@ -69,7 +69,6 @@ def train_steps_fn(
     model: models.LM,
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
-    mode: str,
     labels_per_example: int | None = None,
     micro_batches: int = 1,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
@@ -78,7 +77,7 @@ def train_steps_fn(
     `labels_per_example` (an upper bound on mask True per row, see `labelled_logits`) the LM
     head runs only at the labelled positions. With `micro_batches` = m > 1 each step sums the
     gradient over m slices of B / m rows in a `lax.scan` (see `batch_gradient`)."""
-    gradient = batch_gradient(model, mode, labels_per_example, micro_batches)
+    gradient = batch_gradient(model, labels_per_example, micro_batches)
 
     def one_step(state: State, batch: tasks.Batch) -> tuple[State, Metrics]:
         step = state["step"]
@@ -106,7 +105,7 @@ def train_steps_fn(
 
 
 def batch_gradient(
-    model: models.LM, mode: str, labels_per_example: int | None = None, micro_batches: int = 1
+    model: models.LM, labels_per_example: int | None = None, micro_batches: int = 1
 ) -> Callable[[Any, tasks.Batch, jax.Array], tuple[jax.Array, jax.Array, Any]]:
     """(params, batch, dropout_key) -> (loss, accuracy, grads) of the mean masked loss.
 
@@ -120,7 +119,7 @@ def batch_gradient(
 
     def sums(params, batch: tasks.Batch, dropout_key):
         logits, targets, mask = labelled_logits(
-            model, params, batch, labels_per_example, mode=mode, train=True,
+            model, params, batch, labels_per_example, train=True,
             rngs={"dropout": dropout_key},
         )
         loss_sum, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
@@ -171,7 +170,6 @@ def make_train_step(
     model: models.LM,
     tx: optax.GradientTransformation,
     lr_schedule: Callable[[Any], Any],
-    mode: str,
     labels_per_example: int | None = None,
     micro_batches: int = 1,
 ) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
@@ -181,18 +179,18 @@ def make_train_step(
     Fusing k steps into one `lax.scan` pays the per-call dispatch cost once per k steps.
     """
     return jax.jit(
-        train_steps_fn(model, tx, lr_schedule, mode, labels_per_example, micro_batches),
+        train_steps_fn(model, tx, lr_schedule, labels_per_example, micro_batches),
         donate_argnums=0,
     )
 
 
 def eval_step_fn(
-    model: models.LM, mode: str, labels_per_example: int | None = None
+    model: models.LM, labels_per_example: int | None = None
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
     """The pure (unjitted) eval function behind `make_eval_step`."""
 
     def eval_step(params: Any, batch: tasks.Batch) -> dict[str, jax.Array]:
-        logits, targets, mask = labelled_logits(model, params, batch, labels_per_example, mode=mode)
+        logits, targets, mask = labelled_logits(model, params, batch, labels_per_example)
         loss_sum, correct, count, _ = masked_loss_and_accuracy(logits, targets, mask)
         return {"loss_sum": loss_sum, "correct": correct, "count": count}
 
@@ -200,7 +198,7 @@ def eval_step_fn(
 
 
 def make_eval_step(
-    model: models.LM, mode: str, labels_per_example: int | None = None
+    model: models.LM, labels_per_example: int | None = None
 ) -> Callable[[Any, tasks.Batch], dict[str, jax.Array]]:
     """A jitted function: (params, batch) -> sums of loss, correct and count over the mask."""
-    return jax.jit(eval_step_fn(model, mode, labels_per_example))
+    return jax.jit(eval_step_fn(model, labels_per_example))

@@ -92,10 +92,10 @@ def diag_conv(u: Float[Array, "... L H"], K: Float[Array, "H L"], D: Float[Array
 
 
 def diag_ssm_sequence(
-    dyn: DiagDynamics, u: Float[Array, "... L H"], mode: str
+    dyn: DiagDynamics, u: Float[Array, "... L H"], algorithm: str
 ) -> Float[Array, "... L H"]:
     """The SSM over a whole sequence from zero state: "fft" (kernel + convolution) or "scan"."""
-    if mode == "scan":
+    if algorithm == "scan":
         y, _ = ssm.diag_ssm_scan(dyn.dA, dyn.dB, dyn.C, u)
         return y + dyn.D * u
     K = ssm.diag_ssm_kernel(dyn.dA, dyn.dB, dyn.C, u.shape[-2])

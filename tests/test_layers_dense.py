@@ -7,22 +7,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from h3_jax.models import LMConfig
-from h3_jax.models.common import dense, fused_dense
+from h3_jax.layers.dense import DenseParams, Shared, dense, fused_dense
 
 NAMES = ("q_proj", "k_proj", "v_proj")
 
 
 class Fused(nn.Module):
-    config: LMConfig
+    config: Shared
 
     @nn.compact
     def __call__(self, x):
-        return fused_dense(self.config, x, 12, NAMES)
+        layers = [DenseParams(self.config, 12, name=name) for name in NAMES]
+        return fused_dense(self.config, x, layers)
 
 
 class Separate(nn.Module):
-    config: LMConfig
+    config: Shared
 
     @nn.compact
     def __call__(self, x):
@@ -30,7 +30,7 @@ class Separate(nn.Module):
 
 
 def test_fused_dense_equals_one_dense_per_name():
-    config = LMConfig(vocab_size=8, d_model=16)
+    config = Shared(d_model=16)
     x = jax.random.normal(jax.random.key(0), (2, 5, 16))
     fused_params = Fused(config).init(jax.random.key(1), x)["params"]
     separate_params = Separate(config).init(jax.random.key(1), x)["params"]

@@ -1,7 +1,8 @@
-"""Pieces shared by the mixers and the LM: dense layers with the reference init, dtypes, modes."""
+"""Dense layers with the reference init, and the LM settings every layer shares (`Shared`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -9,18 +10,29 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from h3_jax.models.config import LMConfig
-
-# Whole-sequence views, and the two recurrent views used by h3_jax.generate.
-SEQUENCE_MODES = ("fft", "scan")
-MODES = SEQUENCE_MODES + ("prefill", "step")
 
 
-def compute_dtype(config: LMConfig):
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """The language model's settings that every mixer and layer of it uses."""
+
+    d_model: int
+    """Width D of the residual stream: each mixer maps (..., D) to (..., D)."""
+    n_layer: int = 2
+    """Number of blocks (it scales the init of projections into the residual stream)."""
+    initializer_range: float = 0.02
+    """Std of the normal init of linear layers."""
+    compute_dtype: str = "float32"
+    """dtype of matmuls and activations, "float32" or "bfloat16"; parameters stay float32."""
+
+
+def compute_dtype(config: Shared):
     return jnp.dtype(config.compute_dtype)
 
 
-def dense(config: LMConfig, features: int, name: str, std: float | None = None) -> nn.Dense:
+def dense(
+    config: Shared, features: int, name: str | None = None, std: float | None = None
+) -> nn.Dense:
     """Linear layer: weights N(0, std) (default initializer_range), bias 0, float32 params,
     matmul in the compute dtype."""
     std = config.initializer_range if std is None else std
@@ -39,7 +51,7 @@ class DenseParams(nn.Module):
     """The float32 kernel (in, features) and bias of `dense(config, features, name)`: same
     names, same init, same RNG stream, for layers that run several projections as one matmul."""
 
-    config: LMConfig
+    config: Shared
     features: int
 
     @nn.compact
@@ -51,15 +63,15 @@ class DenseParams(nn.Module):
         return kernel, bias
 
 
-def fused_dense(config: LMConfig, x, features: int, names: Sequence[str]) -> list:
-    """[dense(config, features, name)(x) for name in names], as one matmul: one wide product
-    (and one weight-gradient product) costs less on CPU than several narrow ones."""
-    params = [DenseParams(config, features, name=name)(x.shape[-1]) for name in names]
+def fused_dense(config: Shared, x, layers: Sequence[DenseParams]) -> list:
+    """[dense(config, features, name)(x) for each DenseParams layer], as one matmul: one wide
+    product (and one weight-gradient product) costs less on CPU than several narrow ones."""
+    params = [layer(x.shape[-1]) for layer in layers]
     dtype = compute_dtype(config)
     kernel = jnp.concatenate([k for k, _ in params], axis=1).astype(dtype)
     bias = jnp.concatenate([b for _, b in params]).astype(dtype)
     y = _matmul_last_axis(x.astype(dtype), kernel) + bias
-    return jnp.split(y, len(names), axis=-1)
+    return jnp.split(y, len(layers), axis=-1)
 
 
 @jax.custom_vjp
@@ -94,14 +106,9 @@ def dense_dot(x, kernel, dimension_numbers, precision=None, preferred_element_ty
     return _matmul_last_axis(x, kernel)
 
 
-def residual_std(config: LMConfig) -> float:
+def residual_std(config: Shared) -> float:
     """GPT-2 rescaled init of the projections that write into the residual stream."""
     return config.initializer_range / (2 * config.n_layer) ** 0.5
-
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode: got {mode!r}; allowed are {MODES}")
 
 
 gelu = functools.partial(nn.gelu, approximate=True)

@@ -1,0 +1,3 @@
+"""Flax building blocks of the mixers: dense layers and the settings they share, the shift and
+diagonal SSMs as parameter-owning modules with their sequence and step views, blocked causal
+attention and rotary embeddings."""
