@@ -38,7 +38,7 @@ from h3_jax import tasks
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.mixers import AttentionConfig, H3Config, Shared, mixer_of
 from h3_jax.models import LM, LMConfig
-from h3_jax.train.step import init_state, make_train_step
+from h3_jax.train.step import init_train_state, make_train_step
 from h3_jax.train.workdir import environment
 
 RESULTS = Path(__file__).parent / "results"
@@ -86,7 +86,7 @@ def generation_runner(kind: str, context: int, B: int, D: int, steps: int):
     from h3_jax import generate as gen
 
     params = jax.jit(LM(config).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
-    state = gen.init_state(config, B, max_len=context + steps)
+    state = gen.init_train_state(config, B, max_len=context + steps)
     # The cost of a step does not depend on the cached values, only on their number.
     state = jax.tree_util.tree_map(lambda a: a + 0.01 if a.ndim > 0 else a, state)
     state["position"] = jnp.asarray(context, jnp.int32)
@@ -138,7 +138,7 @@ def bench_training(name: str, config: LMConfig, L: int, B: int, repeats: int,
     model = LM(config)
     tx = optax.adamw(5e-4, weight_decay=0.1)
     train_step = make_train_step(model, tx, lambda step: 5e-4, micro_batches=micro_batches)
-    state = init_state(model, tx, seed=1, seq_len=8)
+    state = init_train_state(model, tx, seed=1, seq_len=8)
     start = time.perf_counter()
     state = jax.block_until_ready(train_step(state, batches))[0]
     compile_s = time.perf_counter() - start

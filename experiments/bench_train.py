@@ -29,7 +29,7 @@ from h3_jax.train.data import TrainData
 from h3_jax.train.optim import make_optimizer
 from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.sharding import make_data_mesh, replicate, shard_batch
-from h3_jax.train.step import init_state, make_train_step
+from h3_jax.train.step import init_train_state, make_train_step
 from h3_jax.train.workdir import environment
 
 SETTINGS = {
@@ -45,7 +45,7 @@ def bench(mixer: str, setting: str, steps_per_call: int, seconds: float) -> dict
     mesh = make_data_mesh()
     model = models.LM(config.model)
     tx, schedule = make_optimizer(config.optim, t.steps, config.model)
-    state = replicate(jax.jit(lambda: init_state(model, tx, t.seed, config.task.seq_len))(), mesh)
+    state = replicate(jax.jit(lambda: init_train_state(model, tx, t.seed, config.task.seq_len))(), mesh)
     data = TrainData(config.task, "fixed", t.data_seed, t.batch_size)
     step_fn = make_train_step(model, tx, schedule, data.labels_per_example)
     chunk = shard_batch(data.chunk(0, steps_per_call), mesh, 1)

@@ -16,7 +16,8 @@ import sys
 import time
 from typing import Callable
 
-from h3_jax.train.replica_run import train_replicas
+from h3_jax.train.loop import train
+from h3_jax.train.metrics_log import read_jsonl
 from h3_jax.train.run_config import (
     RunConfig,
     apply_overrides,
@@ -24,7 +25,12 @@ from h3_jax.train.run_config import (
     config_tag,
     config_to_dict,
 )
-from h3_jax.train.workdir import environment, write_json
+from h3_jax.train.workdir import METRICS, environment, write_json
+
+# What a cell's JSON keeps of its run's summary (besides the history of evaluations).
+CELL_RESULTS = ("seeds", "data_seeds", "final_step", "test_accuracy", "test_loss",
+                "best_test_accuracy", "best_step", "stopped_early", "elapsed_s", "compile_s",
+                "eval_s", "steps_per_s")
 
 ConfigFor = Callable[[str, "int | None", "list[str]"], RunConfig]  # (cell, steps, overrides)
 
@@ -132,12 +138,19 @@ def run_cell(
         raise SystemExit(f"--force: remove {workdir} first so the cell starts from scratch")
     print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = train_replicas(config, seeds, workdir=workdir, stop_at=args.stop_at,
-                            deadline=deadline, show_progress=args.progress)
-    if result["paused"]:
-        print(f"{cell}: time budget spent, paused at step {result['step']} (checkpoint in "
-              f"{workdir}); run the same command again to continue", flush=True)
+    run = train(config, workdir, seeds=seeds, resume=True, stop_at=args.stop_at,
+                deadline=deadline, show_progress=args.progress)
+    summary = run.summary
+    if run.status == "paused":
+        print(f"{cell}: time budget spent, paused at step {summary['final_step']} (checkpoint "
+              f"in {workdir}); run the same command again to continue", flush=True)
         return False
+    if run.status != "completed":
+        raise SystemExit(f"{cell}: training {run.status}{': ' + run.error if run.error else ''}")
+    result = {k: summary[k] for k in CELL_RESULTS}
+    result["history"] = [{k: v for k, v in record.items() if k != "kind"}
+                         for record in read_jsonl(os.path.join(workdir, METRICS))
+                         if record["kind"] == "eval"]
     best = result["best_test_accuracy"]
     print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
           f"at steps {result['best_step']}, {result['final_step']} steps, "

@@ -174,7 +174,7 @@ def main() -> None:
     os.makedirs(workdir, exist_ok=True)
     summary = train_model(config, workdir, args.progress)
     _, state, step, _ = load_state(workdir, "latest")
-    params = jax.device_get(state["params"])
+    params = jax.device_get(jax.tree.map(lambda leaf: leaf[0], state["params"]))  # one replica
 
     lengths = {}
     for exponent in args.lengths:
@@ -195,8 +195,8 @@ def main() -> None:
         "examples": args.examples,
         "prefill_len": args.prefill_len,
         "checkpoint_step": step,
-        "train": {k: summary[k] for k in ("final_step", "elapsed_s", "compile_s",
-                                          "best_test_accuracy", "test_accuracy")},
+        "train": {k: summary[k] for k in ("final_step", "elapsed_s", "compile_s")}
+        | {k: summary[k][0] for k in ("best_test_accuracy", "test_accuracy")},
         "lengths": lengths,
         "published_h3": {str(e): v for e, v in PUBLISHED_H3.items()},
         "environment": environment(),

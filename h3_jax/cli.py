@@ -175,8 +175,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"stopped at step {s['final_step']}; checkpoint saved; continue with "
               f"{PROG} train --workdir {workdir} --resume")
         return 128 + (result.signal or 0)
-    print(f"test accuracy {s['test_accuracy']:.4f} at step {s['final_step']} "
-          f"(train loss {s['train_loss']:.4f}; {workdir}/summary.json)")
+    print(f"test accuracy {_values(s['test_accuracy'])} at step {s['final_step']} "
+          f"(train loss {_values(s['train_loss'])}; {workdir}/summary.json)")
     return 0
 
 
@@ -187,9 +187,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not wd.has_run(args.workdir):
         raise ConfigError(f"no run in {args.workdir} ({wd.CONFIG} not found)")
     step, which, result = evaluate_checkpoint(args.workdir, args.checkpoint)
-    print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) "
+    print(f"test accuracy {_values(result['accuracy'])} (loss {_values(result['loss'])}) "
           f"at step {step} ({which} checkpoint)")
     return 0
+
+
+def _values(per_replica: list[float | None] | None) -> str:
+    """One value per replica, 4 decimals ("n/a" for a replica without one)."""
+    return " ".join("n/a" if v is None else f"{v:.4f}" for v in per_replica or [None])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from h3_jax import convert, ssm
-from h3_jax.convert import presets
+from h3_jax.convert import releases
 from h3_jax.convert.keys import rules
 from h3_jax.layers.diag_ssm import DiagSSM
 from h3_jax.layers.shift_ssm import ShiftSSM
@@ -177,7 +177,7 @@ def test_to_official_checks_params():
         convert.to_official(LMConfig(vocab_size=8, d_model=8, d_inner=0), {})
 
 
-# ---- presets and rotary ---------------------------------------------------------------------
+# ---- releases and rotary ---------------------------------------------------------------------
 
 def structure_of(preset, **changes):
     fields = dict(vocab_size=preset.vocab_size, d_model=preset.d_model, n_layer=preset.n_layer,
@@ -186,29 +186,29 @@ def structure_of(preset, **changes):
     return convert.Structure(**{**fields, **changes})
 
 
-@pytest.mark.parametrize("name", list(presets.PRESETS))
+@pytest.mark.parametrize("name", list(releases.RELEASES))
 def test_released_models_are_found_from_their_keys(name):
-    preset = presets.PRESETS[name]
-    assert presets.find_preset(structure_of(preset)) == preset
-    assert presets.get_preset(name.lower()) == preset
+    preset = releases.RELEASES[name]
+    assert releases.find_release(structure_of(preset)) == preset
+    assert releases.get_release(name.lower()) == preset
 
 
 def test_preset_lookup_edge_cases():
-    p125, p27 = presets.PRESETS["H3-125M"], presets.PRESETS["H3-2.7B"]
+    p125, p27 = releases.RELEASES["H3-125M"], releases.RELEASES["H3-2.7B"]
     # The safari training layout of the 125M model still finds its heads.
-    assert presets.find_preset(structure_of(p125, attn_layer_idx=(1, 8))) == p125
+    assert releases.find_release(structure_of(p125, attn_layer_idx=(1, 8))) == p125
     # 2.7B with unknown attention layers: ambiguous, unless the rotary buffer decides.
-    assert presets.find_preset(structure_of(p27, attn_layer_idx=(3,))) is None
+    assert releases.find_release(structure_of(p27, attn_layer_idx=(3,))) is None
     rotary = structure_of(p27, attn_layer_idx=(3,), rotary_emb_dim=64)
-    assert presets.find_preset(rotary) == presets.PRESETS["H3-2.7B-rotary"]
-    assert presets.find_preset(structure_of(p125, attn_layer_idx=())) is None
-    with pytest.raises(ValueError, match="unknown preset"):
-        presets.get_preset("H3-9B")
+    assert releases.find_release(rotary) == releases.RELEASES["H3-2.7B-rotary"]
+    assert releases.find_release(structure_of(p125, attn_layer_idx=())) is None
+    with pytest.raises(ValueError, match="unknown released model"):
+        releases.get_release("H3-9B")
 
 
 def test_preset_supplies_heads(monkeypatch):
-    tiny = presets.ReleasedModel("tiny", 32, 3, (1,), 4, initializer_range=0.01)
-    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    tiny = releases.ReleasedModel("tiny", 32, 3, (1,), 4, initializer_range=0.01)
+    monkeypatch.setitem(releases.RELEASES, "tiny", tiny)
     sd = official_state_dict(0, **CASES["hybrid"])
     config, _ = convert.from_official(sd)  # found from the sizes
     assert config.attention.n_heads == 4 and config.initializer_range == 0.01

@@ -13,7 +13,6 @@ from h3_jax.train.evaluate import Evaluator
 from h3_jax.train.optim import make_optimizer
 from h3_jax.train.replicas import (
     ReplicaData,
-    ReplicaEvaluator,
     init_replicas,
     make_replica_eval_step,
     make_replica_train_step,
@@ -21,7 +20,7 @@ from h3_jax.train.replicas import (
 )
 from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.sharding import make_data_mesh
-from h3_jax.train.step import make_eval_step, make_train_step
+from h3_jax.train.step import make_train_step
 
 # A small H3 on the paper's AR task, dropout on (the per-replica RNG is under test).
 OVERRIDES = [
@@ -54,14 +53,14 @@ def test_replicas_equal_separate_runs(micro_batches):
         state, metrics = step_fn(state, data.chunk(step, t.steps_per_call))
         losses.append(np.asarray(metrics["loss"]))
     losses = np.concatenate(losses, axis=1)  # (R, steps)
-    evaluate = ReplicaEvaluator(make_replica_eval_step(model), data.test_chunks(16))
+    evaluate = Evaluator(make_replica_eval_step(model), data.tests, 16, make_data_mesh())
     accuracy = evaluate(state["params"])["accuracy"]
 
     single_step = make_train_step(model, tx, schedule, micro_batches=micro_batches)
-    single_eval = make_eval_step(model)
+    single_eval = make_replica_eval_step(model)  # one replica: the run of `h3-jax train`
     for r, data_seed in enumerate(DATA_SEEDS):
         single_data = TrainData(config.task, t.data, data_seed, t.batch_size)
-        # Replica r's init is `init_state(seed)` (vmapped); start the single run from it
+        # Replica r's init is `init_train_state(seed)` (vmapped); start the single run from it
         # rather than pay for another eager init.
         single = jax.tree.map(jax.numpy.asarray, unstack_tree(initial, r))
         single_losses = []
@@ -73,8 +72,9 @@ def test_replicas_equal_separate_runs(micro_batches):
         assert int(mine["step"]) == int(single["step"]) == t.steps
         for a, b in zip(jax.tree.leaves(mine["params"]), jax.tree.leaves(single["params"])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), RTOL, ATOL)
-        reference = Evaluator(single_eval, single_data.test, 16, make_data_mesh())
-        assert abs(accuracy[r] - reference(single["params"])["accuracy"]) < 1e-6
+        reference = Evaluator(single_eval, [single_data.test], 16, make_data_mesh())
+        one = jax.tree.map(lambda leaf: leaf[None], single["params"])
+        assert abs(accuracy[r] - reference(one)["accuracy"][0]) < 1e-6
 
     # Different seeds really are different runs.
     assert not np.allclose(losses[0], losses[1])

@@ -116,7 +116,7 @@ def test_sigterm_then_sigkill_then_resume_matches_an_uninterrupted_run(
     assert step_a == step_b == 300
     for a, b in zip(leaves_a, leaves_b):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-7)
-    for kind, keys in (("train", TRAIN_KEYS), ("eval", ("accuracy", "loss"))):
+    for kind, keys in (("train", TRAIN_KEYS), ("eval", ("test_accuracy", "test_loss"))):
         ra, rb = records(uninterrupted, kind), records(workdir, kind)
         assert [r["step"] for r in ra] == [r["step"] for r in rb]
         for key in keys:

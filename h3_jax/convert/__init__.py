@@ -13,7 +13,7 @@
   difference (A parameterisation, complex storage, (out, in) weights, tied head, LayerNorm
   weight -> scale): h3_jax.convert.keys.
 - The released models (heads, rotary, which sources give which attention layers):
-  h3_jax.convert.presets.
+  h3_jax.convert.releases.
 - Files: h3_jax.convert.files. Checkpoints: h3_jax.convert.checkpoint. Command: h3_jax.convert.cli.
 """
 
@@ -21,14 +21,14 @@ from h3_jax.convert.checkpoint import load, save
 from h3_jax.convert.files import read_state_dict, write_state_dict
 from h3_jax.convert.infer import Structure, infer_structure
 from h3_jax.convert.official import from_official, to_official
-from h3_jax.convert.presets import PRESETS, ReleasedModel, get_preset
+from h3_jax.convert.releases import RELEASES, ReleasedModel, get_release
 
 __all__ = [
-    "PRESETS",
+    "RELEASES",
     "ReleasedModel",
     "Structure",
     "from_official",
-    "get_preset",
+    "get_release",
     "infer_structure",
     "load",
     "read_state_dict",

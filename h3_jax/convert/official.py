@@ -14,7 +14,7 @@ import numpy as np
 
 from h3_jax.convert import keys as K
 from h3_jax.convert.infer import Structure, infer_structure
-from h3_jax.convert.presets import PRESETS, ReleasedModel, find_preset, get_preset
+from h3_jax.convert.releases import RELEASES, ReleasedModel, find_release, get_release
 from h3_jax.mixers import AttentionConfig, H3Config
 from h3_jax.models import LMConfig
 
@@ -39,7 +39,7 @@ def from_official(
 
     The sizes and attention layers come from the keys. The attention heads and rotary dimension
     come from `n_heads` / `rotary_emb_dim`, else from `preset` (a name in
-    h3_jax.convert.PRESETS), else from the released model whose sizes match. Other LMConfig
+    h3_jax.convert.RELEASES), else from the released model whose sizes match. Other LMConfig
     fields (dropouts, compute_dtype, ...) may be set through `config_overrides`.
 
     Params are float32 jax arrays (on the default device) in our layout, ready for
@@ -91,8 +91,8 @@ def to_official(
 
 def _released(preset: str | None, structure: Structure) -> ReleasedModel | None:
     if preset is None:
-        return find_preset(structure)
-    released = get_preset(preset)
+        return find_release(structure)
+    released = get_release(preset)
     found = (structure.d_model, structure.n_layer)
     if (released.d_model, released.n_layer) != found:
         raise ValueError(
@@ -120,7 +120,7 @@ def _config(
                 f"the state dict has attention layers {list(structure.attn_layer_idx)} at "
                 f"d_model={structure.d_model}, n_layer={structure.n_layer}, which is no released "
                 "H3 model; their head count is not in the weights: pass n_heads (--attn-heads) "
-                f"or a preset ({', '.join(PRESETS)})"
+                f"or a preset ({', '.join(RELEASES)})"
             )
         else:
             n_heads = 1

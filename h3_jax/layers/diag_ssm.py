@@ -91,7 +91,7 @@ def diag_conv(u: Float[Array, "... L H"], K: Float[Array, "H L"], D: Float[Array
     return ssm.causal_conv(u, K, D)
 
 
-def diag_ssm_sequence(
+def sequence(
     dyn: DiagDynamics, u: Float[Array, "... L H"], algorithm: str
 ) -> Float[Array, "... L H"]:
     """The SSM over a whole sequence from zero state: "fft" (kernel + convolution) or "scan"."""
@@ -102,12 +102,12 @@ def diag_ssm_sequence(
     return diag_conv(u, K, dyn.D)
 
 
-def diag_ssm_final_state(dyn: DiagDynamics, u: Float[Array, "... L H"]) -> Complex[Array, "... H N"]:
+def final_state(dyn: DiagDynamics, u: Float[Array, "... L H"]) -> Complex[Array, "... H N"]:
     """The state after the sequence u from zero state (for prefill)."""
     return ssm.diag_ssm_final_state(dyn.dA, dyn.dB, u)
 
 
-def diag_ssm_step(
+def step(
     dyn: DiagDynamics, x: Complex[Array, "... H N"], u_t: Float[Array, "... H"]
 ) -> tuple[Complex[Array, "... H N"], Float[Array, "... H"]]:
     """One recurrent step -> (new state, y_t) including the D term."""

@@ -42,11 +42,11 @@ class ShiftSSM(nn.Module):
         return ShiftFilter(ssm.shift_ssm_kernel(B, C, N), D)
 
 
-def shift_sequence(filt: ShiftFilter, u: Float[Array, "... L H"]) -> Float[Array, "... L H"]:
+def sequence(filt: ShiftFilter, u: Float[Array, "... L H"]) -> Float[Array, "... L H"]:
     return ssm.short_causal_conv(u, filt.K, filt.D)
 
 
-def shift_final_state(u: Float[Array, "... L H"], n_taps: int) -> Float[Array, "... H N"]:
+def final_state(u: Float[Array, "... L H"], n_taps: int) -> Float[Array, "... H N"]:
     """The last n_taps inputs, newest first (zeros before the start): state[..., h, m] = u_{L-1-m}."""
     length = u.shape[-2]
     pad = [(0, 0)] * u.ndim
@@ -55,7 +55,7 @@ def shift_final_state(u: Float[Array, "... L H"], n_taps: int) -> Float[Array, "
     return jnp.swapaxes(jnp.flip(recent, axis=-2), -1, -2)
 
 
-def shift_step(
+def step(
     filt: ShiftFilter, state: Float[Array, "... H N"], u_t: Float[Array, "... H"]
 ) -> tuple[Float[Array, "... H N"], Float[Array, "... H"]]:
     """Push u_t into the history and filter it -> (new state, y_t)."""

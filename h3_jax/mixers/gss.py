@@ -49,17 +49,17 @@ class GSS(Mixer):
 
     def __call__(self, x: Float[Array, "B L D"], *, train: bool = False) -> Float[Array, "B L D"]:
         v, u = self._branches(x)
-        return self._out(diag.diag_ssm_sequence(self.diag_ssm(), u, self.config.algorithm), v)
+        return self._out(diag.sequence(self.diag_ssm(), u, self.config.algorithm), v)
 
     def prefill(self, x: Float[Array, "B L D"], *, cache_len: int = 0):
         v, u = self._branches(x)
         dyn = self.diag_ssm()
-        y = diag.diag_ssm_sequence(dyn, u, self.config.algorithm)
-        return self._out(y, v), {"diag": diag.diag_ssm_final_state(dyn, u)}
+        y = diag.sequence(dyn, u, self.config.algorithm)
+        return self._out(y, v), {"diag": diag.final_state(dyn, u)}
 
     def step(self, x_t: Float[Array, "B D"], state, *, position=None):
         v, u = self._branches(x_t)
-        x, y = diag.diag_ssm_step(self.diag_ssm(), state["diag"], u)
+        x, y = diag.step(self.diag_ssm(), state["diag"], u)
         return self._out(y, v), {"diag": x}
 
     @classmethod

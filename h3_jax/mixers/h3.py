@@ -66,16 +66,16 @@ class H3(Mixer):
     def prefill(self, x: Float[Array, "B L D"], *, cache_len: int = 0):
         y, k, kv, dyn = self._sequence(x)
         state = {
-            "shift": shift.shift_final_state(k, self.config.d_state),
-            "diag": diag.diag_ssm_final_state(dyn, kv),
+            "shift": shift.final_state(k, self.config.d_state),
+            "diag": diag.final_state(dyn, kv),
         }
         return y, state
 
     def step(self, x_t: Float[Array, "B D"], state, *, position=None):
         P = self.config.head_dim
         q, k, v = self._qkv(x_t)
-        shift_state, k_shifted = shift.shift_step(self.shift_ssm(), state["shift"], k)
-        diag_state, y = diag.diag_ssm_step(self.diag_ssm(), state["diag"], _outer_step(k_shifted, v, P))
+        shift_state, k_shifted = shift.step(self.shift_ssm(), state["shift"], k)
+        diag_state, y = diag.step(self.diag_ssm(), state["diag"], _outer_step(k_shifted, v, P))
         return self.output_linear(_contract_step(q, y, P)), {"shift": shift_state, "diag": diag_state}
 
     @classmethod
@@ -96,8 +96,8 @@ class H3(Mixer):
         P = self.config.head_dim
         q, k, v = self._qkv(x)
         dyn = self.diag_ssm()
-        kv = _outer(shift.shift_sequence(self.shift_ssm(), k), v, P)
-        y = diag.diag_ssm_sequence(dyn, kv, self.config.algorithm)
+        kv = _outer(shift.sequence(self.shift_ssm(), k), v, P)
+        y = diag.sequence(dyn, kv, self.config.algorithm)
         return self.output_linear(_contract(q, y, P)), k, kv, dyn
 
 

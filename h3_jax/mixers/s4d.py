@@ -39,14 +39,14 @@ class S4D(Mixer):
 
     def __call__(self, x: Float[Array, "B L D"], *, train: bool = False) -> Float[Array, "B L D"]:
         u = x.astype(jnp.float32)
-        return self.output_linear(gelu(diag.diag_ssm_sequence(self.diag_ssm(), u, self.config.algorithm)))
+        return self.output_linear(gelu(diag.sequence(self.diag_ssm(), u, self.config.algorithm)))
 
     def prefill(self, x: Float[Array, "B L D"], *, cache_len: int = 0):
         u = x.astype(jnp.float32)
-        return self(x), {"diag": diag.diag_ssm_final_state(self.diag_ssm(), u)}
+        return self(x), {"diag": diag.final_state(self.diag_ssm(), u)}
 
     def step(self, x_t: Float[Array, "B D"], state, *, position=None):
-        x, y = diag.diag_ssm_step(self.diag_ssm(), state["diag"], x_t.astype(jnp.float32))
+        x, y = diag.step(self.diag_ssm(), state["diag"], x_t.astype(jnp.float32))
         return self.output_linear(gelu(y)), {"diag": x}
 
     @classmethod

@@ -9,7 +9,7 @@ from h3_jax.train.loop import RunResult, train
 from h3_jax.train.optim import make_optimizer, make_schedule
 from h3_jax.train.restore import evaluate_checkpoint, load_state
 from h3_jax.train.run_config import RunConfig, apply_overrides
-from h3_jax.train.step import init_state, make_eval_step, make_train_step
+from h3_jax.train.step import init_train_state, make_eval_step, make_train_step
 
 __all__ = [
     "ConfigError",
@@ -19,7 +19,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "evaluate_checkpoint",
-    "init_state",
+    "init_train_state",
     "load_state",
     "make_eval_step",
     "make_optimizer",

@@ -1,10 +1,12 @@
-"""Test-set evaluation: masked accuracy (micro-averaged over labelled positions) and loss."""
+"""Test-set evaluation of every replica on its own test set: masked accuracy (micro-averaged over
+labelled positions) and loss."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import jax
+import numpy as np
 from jax.sharding import Mesh
 
 from h3_jax import tasks
@@ -19,20 +21,30 @@ def eval_batch_size(requested: int, mesh: Mesh) -> int:
 
 
 class Evaluator:
-    """Holds the test set on the devices, in equal padded chunks, so the eval step compiles once."""
+    """Holds the replicas' test sets on the devices, in equal padded chunks (leaves (R, b, L),
+    rows split over the mesh), so the eval step compiles once.
 
-    def __init__(self, eval_step: Callable, test: tasks.Batch, batch_size: int, mesh: Mesh):
+    `eval_step`: (params (R, ...), chunk) -> sums of loss, correct and count, each (R,).
+    """
+
+    def __init__(self, eval_step: Callable, tests: list[tasks.Batch], batch_size: int,
+                 mesh: Mesh):
         self.eval_step = eval_step
-        self.chunks = [shard_batch(c, mesh) for c in padded_chunks(test, batch_size)]
+        per_replica = [padded_chunks(test, batch_size) for test in tests]
+        self.chunks = [
+            shard_batch(tasks.Batch(*(np.stack(leaves) for leaves in zip(*chunks))), mesh, 1)
+            for chunks in zip(*per_replica)
+        ]
 
-    def __call__(self, params: Any) -> dict[str, float]:
+    def __call__(self, params: Any) -> dict[str, list[float]]:
+        """{"accuracy": [R floats], "loss": [R floats]}."""
         totals = None
         for chunk in self.chunks:
             out = self.eval_step(params, chunk)
             totals = out if totals is None else jax.tree.map(lambda a, b: a + b, totals, out)
         totals = jax.device_get(totals)
-        count = max(float(totals["count"]), 1.0)
+        count = np.maximum(totals["count"], 1.0)
         return {
-            "accuracy": float(totals["correct"]) / count,
-            "loss": float(totals["loss_sum"]) / count,
+            "accuracy": (totals["correct"] / count).tolist(),
+            "loss": (totals["loss_sum"] / count).tolist(),
         }

@@ -1,4 +1,13 @@
-"""The run loop: data, compiled steps, logging, evaluation, checkpoints, resume and signals."""
+"""The run loop of every training run: `h3-jax train` (one replica) and every study cell (one
+replica per seed, trained together in one vmapped step; see `replicas.py`).
+
+A run lives in a work directory: `config.json`, `metrics.jsonl` (train windows and evaluations,
+per-replica values as lists), orbax checkpoints (the latest few and the best by mean eval
+accuracy) and `summary.json`. It resumes from its latest checkpoint, stops cleanly on SIGINT /
+SIGTERM, pauses at a deadline, stops early once every replica reaches `stop_at`, and stops when
+no replica has a finite loss left (a replica that diverges alone leaves NaN in its records and
+the others go on).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +16,40 @@ import dataclasses
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
+import numpy as np
 
 from h3_jax import models
+from h3_jax.train import formats
 from h3_jax.train import workdir as wd
 from h3_jax.train.checkpoint import Checkpoints
-from h3_jax.train.data import TrainData
+from h3_jax.train.config import ConfigError
 from h3_jax.train.evaluate import Evaluator, eval_batch_size
-from h3_jax.train.metrics_log import JsonlLog, NonFiniteLoss, Window, progress_bar, read_jsonl
+from h3_jax.train.metrics_log import (
+    JsonlLog,
+    NonFiniteLoss,
+    Window,
+    finite_or_none,
+    progress_bar,
+    read_jsonl,
+)
 from h3_jax.train.optim import make_optimizer
+from h3_jax.train.replicas import (
+    ReplicaData,
+    init_replicas,
+    make_replica_eval_step,
+    make_replica_train_step,
+)
 from h3_jax.train.run_config import RunConfig
 from h3_jax.train.sharding import check_divisible, make_data_mesh, replicate, shard_batch
-from h3_jax.train.step import init_state, make_eval_step, make_train_step
 
 
 @dataclasses.dataclass
 class RunResult:
     summary: dict[str, Any]
-    status: str  # "completed" | "interrupted" | "diverged"
+    status: str  # "completed" | "paused" | "interrupted" | "diverged"
     signal: int | None = None
     error: str | None = None
 
@@ -51,24 +74,39 @@ def stop_on_signals() -> Iterator[dict[str, int | None]]:
             signal.signal(s, h)
 
 
-class Run:
-    """Everything one training run needs, built once; `train()` drives it."""
+def check_cadence(config: RunConfig) -> None:
+    """Steps, log, eval and checkpoint intervals must be whole numbers of compiled calls."""
+    t = config.train
+    for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        value = getattr(t, name)
+        if value and value % t.steps_per_call:
+            raise ConfigError(
+                f"train.{name}={value} is not a multiple of train.steps_per_call={t.steps_per_call}"
+            )
 
-    def __init__(self, config: RunConfig, workdir: str, *, read_only: bool = False):
+
+class Run:
+    """Everything a run of `config` with replicas (seeds[r], data_seeds[r]) needs, built once."""
+
+    def __init__(self, config: RunConfig, workdir: str, seeds: Sequence[int],
+                 data_seeds: Sequence[int], *, read_only: bool = False):
         t = config.train
         self.config, self.workdir = config, workdir
+        self.seeds, self.data_seeds = list(seeds), list(data_seeds)
+        if len(self.seeds) != len(self.data_seeds) or not self.seeds:
+            raise ConfigError(f"{len(self.seeds)} seeds but {len(self.data_seeds)} data seeds")
         self.mesh = make_data_mesh()
         check_divisible(t.batch_size // t.micro_batches, self.mesh,
                         "train.batch_size / train.micro_batches")
         self.model = models.LM(config.model)
         self.tx, self.lr_schedule = make_optimizer(config.optim, t.steps, config.model)
-        self.data = TrainData(config.task, t.data, t.data_seed, t.batch_size)
-        self.train_steps = make_train_step(
+        self.data = ReplicaData(config.task, t.data, self.data_seeds, t.batch_size)
+        self.train_steps = make_replica_train_step(
             self.model, self.tx, self.lr_schedule, self.data.labels_per_example, t.micro_batches
         )
         self.evaluate = Evaluator(
-            make_eval_step(self.model, self.data.test_labels_per_example), self.data.test,
-            eval_batch_size(t.eval_batch_size, self.mesh), self.mesh,
+            make_replica_eval_step(self.model, self.data.test_labels_per_example),
+            self.data.tests, eval_batch_size(t.eval_batch_size, self.mesh), self.mesh,
         )
         self.checkpoints = Checkpoints(
             wd.path(workdir, wd.CHECKPOINTS), t.keep_checkpoints, read_only=read_only
@@ -76,98 +114,143 @@ class Run:
         self.is_main = jax.process_index() == 0
 
     def fresh_state(self) -> Any:
-        state = init_state(self.model, self.tx, self.config.train.seed, self.config.task.seq_len)
+        state = init_replicas(self.model, self.tx, self.seeds, self.config.task.seq_len)
         return replicate(state, self.mesh)
+
+    def restore(self, step: int) -> tuple[Any, dict[str, Any]]:
+        """(state, meta) of the checkpoint at `step`, converted to the current format."""
+        return formats.restore_checkpoint(self.checkpoints, step, self.fresh_state(), self.config)
+
+    def chunk(self, step: int) -> Any:
+        """Batches of the next compiled call, leaves (R, k, B, L), rows split over the mesh."""
+        return shard_batch(self.data.chunk(step, self.config.train.steps_per_call), self.mesh, 2)
 
 
 def train(
     config: RunConfig,
     workdir: str,
     *,
+    seeds: Sequence[int] | None = None,
+    data_seeds: Sequence[int] | None = None,
     resume: bool = False,
+    stop_at: float | None = None,
+    deadline: float | None = None,
     show_progress: bool | None = None,
     echo: Callable[[str], None] = print,
 ) -> RunResult:
-    """Train (or continue) the run in `workdir`; always ends by writing summary.json."""
-    run = Run(config, workdir)
+    """Train (or, with `resume`, continue from its latest checkpoint) the run in `workdir`.
+
+    Replica r trains with `train.seed=seeds[r]` and `train.data_seed=data_seeds[r]`; by default
+    one replica with the config's seeds (with `seeds` given, the data seeds default to them).
+    `stop_at`: stop after the first evaluation at which every replica's test accuracy is at
+    least this. `deadline` (a `time.time()` value): the first evaluation past it saves a
+    checkpoint and returns status "paused"; training again with `resume` continues there.
+    Always ends by writing summary.json (status "completed", "paused", "interrupted" or
+    "diverged").
+    """
+    check_cadence(config)
     t = config.train
-    state = run.fresh_state()
-    start, window, last_train, last_eval = 0, Window(), None, None
+    if seeds is None and resume and wd.has_run(workdir):
+        seeds, data_seeds = wd.read_seeds(workdir)
+    elif seeds is None:
+        seeds, data_seeds = [t.seed], [t.data_seed] if data_seeds is None else data_seeds
+    run = Run(config, workdir, seeds, seeds if data_seeds is None else data_seeds)
+    start, meta = 0, {}
     latest = run.checkpoints.latest_step() if resume else None
     if latest is not None:
-        state, meta = run.checkpoints.restore(latest, state)
-        start, window = latest, Window(meta.get("window"))
-        last_eval = meta.get("last_eval")
+        state, meta = run.restore(latest)
+        start = latest
         echo(f"resuming from step {start}")
+    else:
+        state = run.fresh_state()
+    log_window, eval_window = (Window(meta.get("windows", {}).get(k)) for k in ("log", "eval"))
+    timing = meta.get("timing") or {"wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0,
+                                     "compile_s": 0.0, "timed_steps": 0}
+    last_eval, last_train = meta.get("last_eval"), None
     if run.is_main:
-        if not resume:
-            wd.write_config(workdir, config)
-        log = JsonlLog(wd.path(workdir, wd.METRICS), keep_through_step=start if resume else -1)
-        records = read_jsonl(log.path)
-        last_train = next((r for r in reversed(records) if r["kind"] == "train"), None)
-
-    saved = {"step": start}
+        if not wd.has_run(workdir):
+            wd.write_config(workdir, config, run.seeds, run.data_seeds)
+        formats.upgrade_metrics_log(wd.path(workdir, wd.METRICS))
+        log = JsonlLog(wd.path(workdir, wd.METRICS), keep_through_step=start)
+        last_train = next((r for r in reversed(read_jsonl(log.path)) if r["kind"] == "train"),
+                          None)
+    wall_before, t_start = timing["wall_s"], time.perf_counter()
 
     def save(step: int, eval_result: dict | None) -> None:
-        if saved["step"] == step and eval_result is None:
-            return  # this step is already on disk (a signal right after a periodic save)
-        saved["step"] = step
-        meta = {"step": step, "window": window.sums(), "last_eval": last_eval,
-                "eval_accuracy": None if eval_result is None else eval_result["accuracy"]}
+        timing["wall_s"] = wall_before + time.perf_counter() - t_start
+        meta = {
+            "format": formats.CHECKPOINT_FORMAT, "step": step,
+            "windows": {"log": log_window.sums(), "eval": eval_window.sums()},
+            "timing": dict(timing), "last_eval": last_eval,
+            "eval_accuracy": None if eval_result is None else float(np.mean(eval_result)),
+        }
         run.checkpoints.save(step, state, meta)
 
     def write(record: dict) -> None:
         if run.is_main:
             log.write(record)
 
-    step, status, stop_signal, error, steps_per_s = start, "completed", None, None, None
-    t_start = time.perf_counter()
-    compile_s, timed_from, timed_step0 = 0.0, None, start
+    step, status, stop_signal, error = start, "completed", None, None
+    compiled, compiled_in_window, mark = False, False, time.perf_counter()
+    log_rate = Rate(start)
+    tokens = t.batch_size * config.task.seq_len * len(run.seeds)  # per step, all replicas
     bar = progress_bar(t.steps, start, show_progress if run.is_main else False)
     try:
         with stop_on_signals() as flag:
-            while step < t.steps:
+            while step < t.steps and not reached(last_eval, stop_at):
                 if flag["signal"] is not None:
                     stop_signal, status = flag["signal"], "interrupted"
-                    window.flush()
-                    save(step, None)
+                    timing["train_s"] += time.perf_counter() - mark
+                    if run.checkpoints.latest_step() != step:
+                        save(step, None)
                     break
-                chunk = shard_batch(run.data.chunk(step, t.steps_per_call), run.mesh, 1)
-                state, metrics = run.train_steps(state, chunk)
-                window.add(step, metrics)
+                state, metrics = run.train_steps(state, run.chunk(step))
+                log_window.add(step, metrics)
+                eval_window.add(step, metrics)
                 step += t.steps_per_call
                 bar.update(t.steps_per_call)
-                if timed_from is None:  # the first call compiles; time the rest
+                now = time.perf_counter()
+                if not compiled:  # the first call compiles; keep it out of the rate
                     jax.block_until_ready(metrics)
-                    compile_s = time.perf_counter() - t_start
-                    timed_from = window_t0 = time.perf_counter()
-                    timed_step0 = window_steps0 = step
-                if step % t.log_every == 0:
-                    means = window.means()
                     now = time.perf_counter()
-                    timed = step - window_steps0
-                    steps_per_s = timed / (now - window_t0) if timed else None
-                    last_train = {"kind": "train", "step": step, **means,
-                                  "steps_per_s": steps_per_s,
-                                  "tokens_per_s": steps_per_s and
-                                  steps_per_s * t.batch_size * config.task.seq_len}
+                    timing["compile_s"] += now - mark
+                    mark, compiled, compiled_in_window = now, True, True
+                else:
+                    timing["timed_steps"] += t.steps_per_call
+                if step % t.log_every == 0:
+                    rate = log_rate.update(step, compiled_in_window)
+                    compiled_in_window = False
+                    last_train = {"kind": "train", "step": step, **log_window.means(),
+                                  "steps_per_s": rate, "tokens_per_s": rate and rate * tokens}
                     write(last_train)
-                    bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}")
-                    window, window_t0, window_steps0 = Window(), now, step
+                    bar.set_postfix(loss=_short(last_train["loss"]),
+                                    acc=_short(last_train["accuracy"]))
+                    log_window = Window()
                 eval_now = (t.eval_every and step % t.eval_every == 0) or step == t.steps
-                eval_result = None
+                result = None
                 if eval_now:
-                    window.flush()  # never evaluate or save parameters after a NaN step
-                    eval_result = run.evaluate(state["params"])
-                    last_eval = {"kind": "eval", "step": step, **eval_result}
+                    now = time.perf_counter()
+                    timing["train_s"] += now - mark
+                    train_means = eval_window.means()  # raises on a step with no finite loss
+                    result = run.evaluate(state["params"])
+                    last_eval = {"kind": "eval", "step": step, "lr": train_means["lr"],
+                                 "train_loss": train_means["loss"],
+                                 "test_accuracy": result["accuracy"],
+                                 "test_loss": finite_or_none(result["loss"])}
                     write(last_eval)
+                    bar.set_postfix(acc=_short(result["accuracy"]))
+                    eval_window = Window()
+                    mark = time.perf_counter()
+                    timing["eval_s"] += mark - now
+                pause = eval_now and deadline is not None and time.time() > deadline
+                done = step == t.steps or reached(last_eval, stop_at)
                 if eval_now or step % t.checkpoint_every == 0:
-                    save(step, eval_result)
-            if timed_from is not None and step > timed_step0:
-                steps_per_s = (step - timed_step0) / (time.perf_counter() - timed_from)
-            if step == t.steps and (last_eval is None or last_eval["step"] != step):
-                last_eval = {"kind": "eval", "step": step, **run.evaluate(state["params"])}
-                write(last_eval)
+                    save(step, None if result is None else result["accuracy"])
+                if pause and not done:
+                    status = "paused"
+                    break
+            else:
+                timing["train_s"] += time.perf_counter() - mark
     except NonFiniteLoss as err:
         status = "diverged"
         good = run.checkpoints.latest_step()
@@ -177,27 +260,65 @@ def train(
     finally:
         bar.close()
         run.checkpoints.wait()
-    best_step = run.checkpoints.best_step()
-    best_accuracy = None if best_step is None else run.checkpoints.read_meta(best_step)[
-        "eval_accuracy"]
+    best_checkpoint = run.checkpoints.best_step()
     run.checkpoints.close()
-    elapsed = time.perf_counter() - t_start
+    history = [r for r in read_jsonl(wd.path(workdir, wd.METRICS)) if r["kind"] == "eval"] \
+        if run.is_main else []
     summary = {
         "preset": config.preset,
         "status": status,
+        "seeds": run.seeds,
+        "data_seeds": run.data_seeds,
         "final_step": step,
-        "test_accuracy": None if last_eval is None else last_eval["accuracy"],
-        "test_loss": None if last_eval is None else last_eval["loss"],
-        "train_loss": None if last_train is None else last_train["loss"],
-        "train_accuracy": None if last_train is None else last_train["accuracy"],
-        "best_step": best_step,
-        "best_test_accuracy": best_accuracy,
-        "elapsed_s": elapsed,
-        "compile_s": compile_s,
-        "steps_per_s": steps_per_s,
+        "stopped_early": status == "completed" and step < t.steps,
+        **final_results(history, last_train),
+        "best_checkpoint": best_checkpoint,
+        "elapsed_s": wall_before + time.perf_counter() - t_start,
+        "compile_s": timing["compile_s"],
+        "eval_s": timing["eval_s"],
+        "steps_per_s": timing["timed_steps"] / timing["train_s"] if timing["train_s"] else None,
         "workdir": workdir,
     }
     if run.is_main:
         log.close()
         wd.write_json(wd.path(workdir, wd.SUMMARY), summary)
     return RunResult(summary, status, stop_signal, error)
+
+
+class Rate:
+    """Steps per second between log lines (wall clock, evaluations included); None for a
+    window that holds the compiling call."""
+
+    def __init__(self, step: int):
+        self.step, self.time = step, time.perf_counter()
+
+    def update(self, step: int, compiled_in_window: bool) -> float | None:
+        now = time.perf_counter()
+        rate = None if compiled_in_window else (step - self.step) / (now - self.time)
+        self.step, self.time = step, now
+        return rate
+
+
+def reached(last_eval: dict | None, stop_at: float | None) -> bool:
+    """Whether the last evaluation has every replica at or above `stop_at`."""
+    return bool(stop_at is not None and last_eval is not None
+                and min(last_eval["test_accuracy"]) >= stop_at)
+
+
+def final_results(history: list[dict], last_train: dict | None) -> dict[str, Any]:
+    """Per-replica lists: the last and the best test accuracy (and its step), the last test
+    loss, and the last logged train loss and accuracy."""
+    out: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "best_test_accuracy": None,
+                           "best_step": None}
+    if history:
+        curves = np.asarray([h["test_accuracy"] for h in history])  # (evals, R)
+        out.update(test_accuracy=history[-1]["test_accuracy"], test_loss=history[-1]["test_loss"],
+                   best_test_accuracy=curves.max(axis=0).tolist(),
+                   best_step=[history[i]["step"] for i in curves.argmax(axis=0)])
+    out["train_loss"] = None if last_train is None else last_train["loss"]
+    out["train_accuracy"] = None if last_train is None else last_train["accuracy"]
+    return out
+
+
+def _short(values: list) -> str:
+    return " ".join("nan" if v is None else f"{v:.3f}" for v in values)

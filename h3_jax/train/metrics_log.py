@@ -21,16 +21,18 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Window:
-    """Per-step metrics since the last log line, summed on the host in step order.
+    """Per-step metrics of R replicas since the window opened, summed on the host in step order.
 
-    Device arrays are kept unread until `flush`, so logging does not stall the dispatch queue
-    between log lines. `sums` / `from_sums` carry an open window through a checkpoint.
+    Device arrays (leaves (R, k): k steps of R replicas) are kept unread until `flush`, so
+    logging does not stall the dispatch queue. A replica whose loss turns NaN or infinite leaves
+    NaN in its sums and the others go on; a step at which every replica's loss is non-finite
+    raises NonFiniteLoss. `sums` / `Window(sums)` carry an open window through a checkpoint.
     """
 
-    def __init__(self, sums: dict[str, float] | None = None):
+    def __init__(self, sums: dict[str, Any] | None = None):
         sums = sums or {}
         self.count = int(sums.get("count", 0))
-        self.totals = {name: float(sums.get(name, 0.0)) for name in AVERAGED}
+        self.totals = {name: np.asarray(sums.get(name, 0.0), np.float64) for name in AVERAGED}
         self.last_lr = float(sums.get("lr", 0.0))
         self.pending: list[tuple[int, dict[str, Any]]] = []
 
@@ -38,28 +40,38 @@ class Window:
         self.pending.append((first_step, metrics))
 
     def flush(self) -> None:
-        """Read pending metrics into the sums; raise NonFiniteLoss naming the first bad step."""
+        """Read pending metrics into the sums; raise NonFiniteLoss naming the first step at
+        which no replica has a finite loss."""
         for first_step, metrics in self.pending:
             values = {name: np.asarray(metrics[name], np.float64) for name in metrics}
-            finite = np.isfinite(values["loss"])
-            if not finite.all():
-                index = int(np.argmin(finite))
-                raise NonFiniteLoss(first_step + index + 1, float(values["loss"][index]))
+            dead = ~np.isfinite(values["loss"]).any(axis=0)  # (k,)
+            if dead.any():
+                index = int(np.argmax(dead))
+                raise NonFiniteLoss(first_step + index + 1, float(values["loss"][0, index]))
             for name in AVERAGED:
-                for value in values[name]:  # one by one: the same order as a resumed run
-                    self.totals[name] += float(value)
-            self.count += len(values["loss"])
-            self.last_lr = float(values["lr"][-1])
+                for value in values[name].T:  # step by step: the same order as a resumed run
+                    self.totals[name] = self.totals[name] + value
+            self.count += values["loss"].shape[1]
+            self.last_lr = float(values["lr"][0, -1])
         self.pending = []
 
-    def sums(self) -> dict[str, float]:
+    def sums(self) -> dict[str, Any]:
         self.flush()
-        return {"count": self.count, "lr": self.last_lr, **self.totals}
+        return {"count": self.count, "lr": self.last_lr,
+                **{name: finite_or_none(total) for name, total in self.totals.items()}}
 
-    def means(self) -> dict[str, float]:
+    def means(self) -> dict[str, Any]:
+        """{name: [R per-replica means] (None where a replica diverged), "lr": the last rate}."""
         self.flush()
         n = max(self.count, 1)
-        return {name: self.totals[name] / n for name in AVERAGED} | {"lr": self.last_lr}
+        return {name: finite_or_none(self.totals[name] / n) for name in AVERAGED} | {
+            "lr": self.last_lr}
+
+
+def finite_or_none(values: Any) -> list[float | None]:
+    """A list of floats for JSON, NaN / Inf (a diverged replica) as None."""
+    return [float(v) if np.isfinite(v) else None
+            for v in np.atleast_1d(np.asarray(values, np.float64))]
 
 
 class JsonlLog:

@@ -97,11 +97,7 @@ def make_optimizer(
     groups = optax.partition(
         {
             "rest": optax.adamw(schedules["rest"], weight_decay=optim.weight_decay, **adam),
-            # Plain Adam without decay keeps the optimizer state of runs made before
-            # weight_decay_ssm existed, so their checkpoints still restore.
-            "ssm": optax.adamw(schedules["ssm"], weight_decay=optim.weight_decay_ssm, **adam)
-            if optim.weight_decay_ssm
-            else optax.adam(schedules["ssm"], **adam),
+            "ssm": optax.adamw(schedules["ssm"], weight_decay=optim.weight_decay_ssm, **adam),
         },
         functools.partial(models.param_labels, config=model),
     )

@@ -7,7 +7,8 @@ data order), so a replica's trajectory equals that single run's up to float32 ro
 matmuls may sum in another order). On an overhead-bound CPU, R small models in one call cost
 about as much as one.
 
-Replicas live on one device: the batch axis is not sharded here.
+The run loop (`loop.py`) trains every run this way, one replica for `h3-jax train`; the batch
+axis of each replica is split over the devices.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 import optax
 
 from h3_jax import models, tasks
-from h3_jax.train.data import TrainData, padded_chunks
-from h3_jax.train.step import Metrics, State, eval_step_fn, init_state, train_steps_fn
+from h3_jax.train.data import TrainData
+from h3_jax.train.step import Metrics, TrainState, eval_step_fn, init_train_state, train_steps_fn
 
 
 def unstack_tree(tree: Any, index: int) -> Any:
@@ -31,12 +32,12 @@ def unstack_tree(tree: Any, index: int) -> Any:
 
 def init_replicas(
     model: models.LM, tx: optax.GradientTransformation, seeds: Sequence[int], seq_len: int
-) -> State:
-    """The stacked train states of `init_state(model, tx, seed, seq_len)` for every seed.
+) -> TrainState:
+    """The stacked train states of `init_train_state(model, tx, seed, seq_len)` for every seed.
 
     One compiled, vmapped init: far cheaper than R eager `model.init` calls on a CPU.
     """
-    init = jax.vmap(lambda seed: init_state(model, tx, seed, seq_len))
+    init = jax.vmap(lambda seed: init_train_state(model, tx, seed, seq_len))
     return jax.jit(init)(jnp.asarray(seeds, jnp.int32))
 
 
@@ -46,7 +47,7 @@ def make_replica_train_step(
     lr_schedule: Callable[[Any], Any],
     labels_per_example: int | None = None,
     micro_batches: int = 1,
-) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
+) -> Callable[[TrainState, tasks.Batch], tuple[TrainState, Metrics]]:
     """Jitted: (state (R, ...), batches (R, k, B, L)) -> (state, metrics (R, k)); state donated."""
     steps = train_steps_fn(model, tx, lr_schedule, labels_per_example, micro_batches)
     return jax.jit(jax.vmap(steps), donate_argnums=0)
@@ -72,30 +73,7 @@ class ReplicaData:
         parts = [data.chunk(step, k) for data in self.replicas]
         return tasks.Batch(*(np.stack(leaves) for leaves in zip(*parts)))
 
-    def test_chunks(self, size: int) -> list[tasks.Batch]:
-        """Every replica's test set in equal padded chunks of `size` rows, leaves (R, size, L)."""
-        per_replica = [padded_chunks(data.test, size) for data in self.replicas]
-        return [
-            tasks.Batch(*(np.stack(leaves) for leaves in zip(*chunks)))
-            for chunks in zip(*per_replica)
-        ]
-
-
-class ReplicaEvaluator:
-    """Test accuracy and loss of every replica on its own test set, in one call per chunk."""
-
-    def __init__(self, eval_step: Callable, chunks: list[tasks.Batch]):
-        self.eval_step = eval_step
-        self.chunks = [jax.device_put(chunk) for chunk in chunks]
-
-    def __call__(self, params: Any) -> dict[str, list[float]]:
-        totals = None
-        for chunk in self.chunks:
-            out = self.eval_step(params, chunk)
-            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-        totals = jax.device_get(totals)
-        count = np.maximum(totals["count"], 1.0)
-        return {
-            "accuracy": (totals["correct"] / count).tolist(),
-            "loss": (totals["loss_sum"] / count).tolist(),
-        }
+    @property
+    def tests(self) -> list[tasks.Batch]:
+        """Every replica's test set."""
+        return [data.test for data in self.replicas]

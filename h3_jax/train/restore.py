@@ -28,18 +28,21 @@ def pick_step(checkpoints: Checkpoints, which: str) -> tuple[int, str]:
 
 
 def load_state(workdir: str, which: str = "latest") -> tuple[Run, Any, int, str]:
-    """(run, train state, step, description) of a checkpoint of the run in `workdir`."""
+    """(run, train state (leaves (R, ...)), step, description) of a checkpoint of the run in
+    `workdir`."""
     config = wd.read_config(workdir)
-    run = Run(config, workdir, read_only=True)
+    run = Run(config, workdir, *wd.read_seeds(workdir), read_only=True)
     try:
         step, description = pick_step(run.checkpoints, which)
-        state, _ = run.checkpoints.restore(step, run.fresh_state())
+        state, _ = run.restore(step)
     finally:
         run.checkpoints.close()
     return run, state, step, description
 
 
-def evaluate_checkpoint(workdir: str, which: str = "latest") -> tuple[int, str, dict[str, float]]:
-    """(step, description, {"accuracy", "loss"}) on the task's test set."""
+def evaluate_checkpoint(
+    workdir: str, which: str = "latest"
+) -> tuple[int, str, dict[str, list[float]]]:
+    """(step, description, {"accuracy", "loss"}) on the task's test set, one value per replica."""
     run, state, step, description = load_state(workdir, which)
     return step, description, run.evaluate(state["params"])

@@ -1,7 +1,7 @@
 """The train state (a plain dict pytree) and the pure train / eval steps.
 
-State: {"params": dict, "opt_state": optax state, "step": int32 scalar, "rng": uint32 key data}.
-The RNG is stored as raw key data so the whole state is plain arrays for jit, donation and
+TrainState: {"params": dict, "opt_state": optax state, "step": int32 scalar, "rng": uint32 key
+data}. The RNG is stored as raw key data so the whole state is plain arrays for jit, donation and
 orbax; each step's dropout key is `fold_in(key, step)`, so it depends on nothing but the step.
 """
 
@@ -15,13 +15,13 @@ import optax
 
 from h3_jax import models, tasks
 
-State = dict[str, Any]
+TrainState = dict[str, Any]
 Metrics = dict[str, jax.Array]
 
 
-def init_state(
+def init_train_state(
     model: models.LM, tx: optax.GradientTransformation, seed: int, seq_len: int
-) -> State:
+) -> TrainState:
     """Fresh parameters, optimizer state, step 0 and the dropout key, all from `seed`."""
     init_key, dropout_key = jax.random.split(jax.random.key(seed))
     tokens = jnp.zeros((1, seq_len), jnp.int32)
@@ -71,7 +71,7 @@ def train_steps_fn(
     lr_schedule: Callable[[Any], Any],
     labels_per_example: int | None = None,
     micro_batches: int = 1,
-) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
+) -> Callable[[TrainState, tasks.Batch], tuple[TrainState, Metrics]]:
     """The pure (unjitted) k-step function behind `make_train_step`, for callers that
     transform it further (e.g. `vmap` over replicas) before compiling. With
     `labels_per_example` (an upper bound on mask True per row, see `labelled_logits`) the LM
@@ -79,7 +79,7 @@ def train_steps_fn(
     gradient over m slices of B / m rows in a `lax.scan` (see `batch_gradient`)."""
     gradient = batch_gradient(model, labels_per_example, micro_batches)
 
-    def one_step(state: State, batch: tasks.Batch) -> tuple[State, Metrics]:
+    def one_step(state: TrainState, batch: tasks.Batch) -> tuple[TrainState, Metrics]:
         step = state["step"]
         dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
         loss, accuracy, grads = gradient(state["params"], batch, dropout_key)
@@ -98,7 +98,7 @@ def train_steps_fn(
         }
         return new_state, metrics
 
-    def train_steps(state: State, batches: tasks.Batch) -> tuple[State, Metrics]:
+    def train_steps(state: TrainState, batches: tasks.Batch) -> tuple[TrainState, Metrics]:
         return jax.lax.scan(one_step, state, batches)
 
     return train_steps
@@ -172,7 +172,7 @@ def make_train_step(
     lr_schedule: Callable[[Any], Any],
     labels_per_example: int | None = None,
     micro_batches: int = 1,
-) -> Callable[[State, tasks.Batch], tuple[State, Metrics]]:
+) -> Callable[[TrainState, tasks.Batch], tuple[TrainState, Metrics]]:
     """A jitted function running k optimizer steps on a stack of k batches, state donated.
 
     The batch leaves are (k, B, L); the metrics come back as (k,) arrays, one entry per step.

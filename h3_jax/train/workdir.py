@@ -99,8 +99,23 @@ def write_json(file: str, data: dict[str, Any]) -> None:
     os.replace(tmp, file)
 
 
-def write_config(workdir: str, config: RunConfig) -> None:
-    write_json(path(workdir, CONFIG), config_to_dict(config) | {"environment": environment()})
+def write_config(workdir: str, config: RunConfig, seeds: list[int], data_seeds: list[int]
+                 ) -> None:
+    """config.json: the run's config, its replicas' seeds and the environment it started in."""
+    replicas = {"seeds": list(seeds), "data_seeds": list(data_seeds)}
+    write_json(path(workdir, CONFIG),
+               config_to_dict(config) | replicas | {"environment": environment()})
+
+
+def read_seeds(workdir: str) -> tuple[list[int], list[int]]:
+    """(seeds, data seeds) of the run's replicas; one replica of the config's seeds for a run
+    that predates replicas."""
+    with open(path(workdir, CONFIG)) as f:
+        data = json.load(f)
+    if "seeds" in data:
+        return data["seeds"], data["data_seeds"]
+    train = data["train"]
+    return [train["seed"]], [train["data_seed"]]
 
 
 def read_config(workdir: str) -> RunConfig:

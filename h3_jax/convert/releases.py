@@ -36,7 +36,7 @@ class ReleasedModel:
 
 _2P7B_INIT = math.sqrt(2 / (5 * 2560))
 
-PRESETS: dict[str, ReleasedModel] = {
+RELEASES: dict[str, ReleasedModel] = {
     p.name: p
     for p in (
         ReleasedModel("H3-125M", 768, 12, (6,), 12),
@@ -51,15 +51,15 @@ PRESETS: dict[str, ReleasedModel] = {
 }
 
 
-def get_preset(name: str) -> ReleasedModel:
-    """The preset called `name` (case-insensitive); ValueError listing the names otherwise."""
-    for preset in PRESETS.values():
+def get_release(name: str) -> ReleasedModel:
+    """The released model called `name` (case-insensitive); ValueError listing the names otherwise."""
+    for preset in RELEASES.values():
         if preset.name.lower() == name.lower():
             return preset
-    raise ValueError(f"unknown preset {name!r}; allowed are {sorted(PRESETS)}")
+    raise ValueError(f"unknown released model {name!r}; allowed are {sorted(RELEASES)}")
 
 
-def find_preset(structure: Structure) -> ReleasedModel | None:
+def find_release(structure: Structure) -> ReleasedModel | None:
     """The one released model that fits the structure, or None when none or several fit.
 
     Only models with attention layers are matched: without attention the heads do not matter.
@@ -67,7 +67,7 @@ def find_preset(structure: Structure) -> ReleasedModel | None:
     if not structure.attn_layer_idx:
         return None
     fits = [
-        p for p in PRESETS.values()
+        p for p in RELEASES.values()
         if (p.d_model, p.n_layer) == (structure.d_model, structure.n_layer)
     ]
     if len(fits) > 1:
