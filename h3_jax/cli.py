@@ -70,8 +70,9 @@ def options_help() -> str:
         if name != mixers.spec_of(config.model.mixer):
             lines.append(f"    {name}:")
             lines += _field_lines(mixers.default_config(name), "model.mixer.", "      ")
-    lines.append("  model.vocab_size follows the task. The task fields above are those of "
-                 f"{config.task_name}; the other tasks take:")
+    lines.append("  --task=SPEC swaps in that task at its defaults (SPEC: a built-in name or "
+                 "package.module:ClassName); model.vocab_size follows the task. The task fields "
+                 f"above are those of {config.task_name}; the other built-in tasks take:")
     for name in tasks.TASKS:
         if name != config.task_name:
             task = type(tasks.get_task(name))
@@ -119,7 +120,8 @@ def split_overrides(extra: Sequence[str]) -> list[str]:
     out, items = [], list(extra)
     while items:
         item = items.pop(0)
-        if not item.startswith("--") or "." not in item.split("=")[0]:
+        key = item.split("=")[0]
+        if not item.startswith("--") or ("." not in key and key != "--task"):
             raise UsageError(f"{PROG} train: error: unrecognized argument {item!r}")
         item = item[2:]
         if "=" not in item:

@@ -1,4 +1,5 @@
-"""A test kit for mixers: `check_mixer(spec)` asserts what h3_jax proves for its own mixers.
+"""A test kit for extensions: `check_mixer(spec)` asserts what h3_jax proves for its own mixers,
+`check_task(spec)` what the trainer needs of a task (see its docstring).
 
     from h3_jax.testing import check_mixer
     check_mixer("my_mixers:Gated")                  # or a built-in name, or a Config instance
@@ -192,3 +193,67 @@ def _record(errors: dict[str, float], check: str, expected, actual, what: str) -
             f"{bound:.0e}"
         )
     errors[check] = max(errors.get(check, 0.0), error)
+
+
+def check_task(spec: str, **fields: Any) -> None:
+    """Assert the task named by `spec` (a built-in name or "module:ClassName") at its defaults,
+    with `fields` replaced (e.g. small num_examples), keeps what the trainer relies on:
+
+    - `dataset(seed)` gives (num_examples, L) and (num_test_examples, L) splits, and
+      `batch(seed, index, B)` a (B, L) batch: int32 inputs and targets in [0, vocab_size), a bool
+      mask with at least one and at most `labels_per_example` labelled positions in every row;
+    - both are pure functions of their arguments (the same again, another index or seed not);
+    - the stream does not replay the dataset; the task is frozen;
+    - a negative seed or index, or a batch size below 1, raises ValueError.
+    """
+    from h3_jax import tasks
+
+    task = tasks.get_task(spec, **fields)
+    train, test = task.dataset(0)
+    for what, batch, rows in (("train", train, task.num_examples),
+                              ("test", test, task.num_test_examples),
+                              ("stream", task.batch(0, 0, 8), 8)):
+        _check_batch(task, what, batch, rows)
+    _check_same(task.dataset(0)[0], train, True, "dataset(0) twice")
+    _check_same(task.dataset(1)[0], train, False, "dataset(1) against dataset(0)")
+    _check_same(task.batch(0, 0, 8), task.batch(0, 0, 8), True, "batch(0, 0) twice")
+    _check_same(task.batch(0, 1, 8), task.batch(0, 0, 8), False, "batch(0, 1) against (0, 0)")
+    n = min(8, task.num_examples)
+    _check_same(task.batch(0, 0, n), tasks.Batch(*(a[:n] for a in train)), False,
+                "batch(0, 0) against the start of dataset(0)")
+    if not dataclasses.is_dataclass(task) or not type(task).__dataclass_params__.frozen:
+        raise AssertionError(f"check_task: {type(task).__name__} is not a frozen dataclass")
+    for call, what in ((lambda: task.dataset(-1), "dataset(-1)"),
+                       (lambda: task.batch(0, -1, 4), "batch(0, -1, 4)"),
+                       (lambda: task.batch(0, 0, 0), "batch(0, 0, 0)")):
+        try:
+            call()
+        except ValueError:
+            continue
+        raise AssertionError(f"check_task: {what} did not raise ValueError")
+
+
+def _check_batch(task, what: str, batch, rows: int) -> None:
+    expected = (rows, task.seq_len)
+    for name, dtype in (("inputs", np.int32), ("targets", np.int32), ("mask", np.bool_)):
+        array = getattr(batch, name)
+        if array.shape != expected or array.dtype != dtype:
+            raise AssertionError(f"check_task {what}: {name} is {array.shape} {array.dtype}; "
+                                 f"expected {expected} {np.dtype(dtype)}")
+    for name in ("inputs", "targets"):
+        array = getattr(batch, name)
+        if array.min() < 0 or array.max() >= task.vocab_size:
+            raise AssertionError(f"check_task {what}: {name} outside [0, vocab_size="
+                                 f"{task.vocab_size})")
+    labels = batch.mask.sum(axis=1)
+    if labels.min() < 1 or labels.max() > task.labels_per_example:
+        raise AssertionError(f"check_task {what}: rows have {labels.min()}..{labels.max()} "
+                             f"labelled positions; expected 1..labels_per_example="
+                             f"{task.labels_per_example}")
+
+
+def _check_same(a, b, same: bool, what: str) -> None:
+    equal = all(np.array_equal(x, y) for x, y in zip(a, b))
+    if equal != same:
+        raise AssertionError(f"check_task: {what} gave {'other' if same else 'the same'} "
+                             "examples")

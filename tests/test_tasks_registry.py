@@ -1,13 +1,12 @@
-"""get_task / TASKS: lookup, overrides, the shared interface and its error messages."""
+"""get_task / TASKS: lookup, overrides, the shared interface (h3_jax.testing.check_task) and the
+error messages."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 import pytest
 
-from h3_jax.tasks import TASKS, Batch, get_task
+from h3_jax.tasks import TASKS, get_task
+from h3_jax.testing import check_task
 
 SMALL = {
     "induction_head": {"num_examples": 50, "num_test_examples": 10},
@@ -30,19 +29,8 @@ def test_paper_defaults():
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_shared_interface(name):
-    task = get_task(name, **SMALL[name])
-    train, test = task.dataset(0)
-    stream = task.batch(0, 0, 8)
-    for batch, n in ((train, 50), (test, 10), (stream, 8)):
-        assert isinstance(batch, Batch)
-        assert batch.inputs.shape == batch.targets.shape == batch.mask.shape == (n, task.seq_len)
-        assert batch.inputs.dtype == np.int32 and batch.targets.dtype == np.int32 and batch.mask.dtype == bool
-        assert 0 <= batch.inputs.min() and batch.inputs.max() < task.vocab_size
-        assert 0 <= batch.targets.min() and batch.targets.max() < task.vocab_size
-        assert batch.mask.any(axis=1).all()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        task.vocab_size = 3
+def test_built_in_tasks_keep_the_contract(name):
+    check_task(name, **SMALL[name])
 
 
 def test_overrides_reach_the_task():
@@ -76,21 +64,3 @@ def test_unknown_field():
 def test_bad_values(name, overrides, message):
     with pytest.raises(ValueError, match=f"task '{name}': {message}"):
         get_task(name, **overrides)
-
-
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_bad_seed_index_batch_size(name):
-    task = get_task(name, **SMALL[name])
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
-        task.dataset(-1)
-    with pytest.raises(ValueError, match="index must be a non-negative integer"):
-        task.batch(0, -1, 4)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        task.batch(0, 0, 0)
-
-
-def test_stream_differs_from_the_dataset_stream():
-    # batch(seed, 0) must not replay the start of dataset(seed).
-    task = get_task("mqar", **SMALL["mqar"])
-    train, _ = task.dataset(0)
-    assert not np.array_equal(train.inputs[:8], task.batch(0, 0, 8).inputs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
@@ -25,6 +25,30 @@ class Batch(NamedTuple):
     inputs: np.ndarray
     targets: np.ndarray
     mask: np.ndarray
+
+
+class Task(Protocol):
+    """What the trainer needs of a task: a frozen dataclass of its parameters (their defaults the
+    paper's) with these members. `DrawnTask` below derives `dataset` and `batch` from `draw`."""
+
+    name: ClassVar[str]  # used in error messages: "task '<name>': <field> <problem>"
+    vocab_size: int  # token ids lie in [0, vocab_size)
+    num_examples: int
+    num_test_examples: int
+
+    @property
+    def seq_len(self) -> int:
+        """L of every Batch."""
+
+    @property
+    def labels_per_example(self) -> int:
+        """The most labelled (mask True) positions in one row: the LM head runs only there."""
+
+    def dataset(self, seed: int) -> tuple[Batch, Batch]:
+        """(train, test), fixed by `seed`."""
+
+    def batch(self, seed: int, index: int, batch_size: int) -> Batch:
+        """Batch `index` of an endless stream of fresh examples, fixed by (seed, index)."""
 
 
 def shifted_batch(sequences: np.ndarray, mask: np.ndarray) -> Batch:

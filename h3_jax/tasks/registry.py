@@ -1,40 +1,63 @@
-"""Task lookup by name: `get_task(name, **overrides)`."""
+"""Tasks by spec: a built-in short name, or "package.module:ClassName" for any other, also one in
+the user's own file (imported on demand, no edit to h3_jax). `get_task(spec, **overrides)`.
+
+A task is a frozen dataclass of its parameters with the interface of `h3_jax.tasks.base.Task`;
+`h3_jax.testing.check_task(spec)` checks it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from types import MappingProxyType
-from typing import Any, Mapping, Union
+import importlib
+from typing import Any
 
-from h3_jax.tasks.associative_recall import AssociativeRecallTask
-from h3_jax.tasks.induction_head import InductionHeadTask
-from h3_jax.tasks.mqar import MQARTask
-from h3_jax.tasks.selective_copying import SelectiveCopyingTask
+from h3_jax.tasks.base import Task
 
-Task = Union[InductionHeadTask, AssociativeRecallTask, MQARTask, SelectiveCopyingTask]
-
-TASKS: Mapping[str, type] = MappingProxyType(
-    {
-        InductionHeadTask.name: InductionHeadTask,
-        AssociativeRecallTask.name: AssociativeRecallTask,
-        MQARTask.name: MQARTask,
-        SelectiveCopyingTask.name: SelectiveCopyingTask,
-    }
-)
+BUILT_IN = {
+    "induction_head": "h3_jax.tasks.induction_head:InductionHeadTask",
+    "associative_recall": "h3_jax.tasks.associative_recall:AssociativeRecallTask",
+    "mqar": "h3_jax.tasks.mqar:MQARTask",
+    "selective_copying": "h3_jax.tasks.selective_copying:SelectiveCopyingTask",
+}
+TASKS = tuple(BUILT_IN)
 
 
-def get_task(name: str, **overrides: Any) -> Task:
-    """The task `name` with its paper defaults, any field replaced by `overrides`.
+def task_class(spec: str) -> type:
+    """The task class named by `spec`; ValueError naming what is wrong otherwise."""
+    path = BUILT_IN.get(spec, spec) if isinstance(spec, str) else ""
+    module_name, colon, name = path.partition(":")
+    if not colon or not module_name or not name:
+        raise ValueError(f"unknown task {spec!r}; choose one of: {', '.join(TASKS)}, or "
+                         "'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"task {spec!r}: cannot import {module_name!r} ({err})") from None
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)
+            and all(hasattr(cls, a) for a in ("dataset", "batch", "labels_per_example"))):
+        raise ValueError(f"task {spec!r} is not a task class (a dataclass with dataset, batch "
+                         "and labels_per_example; see h3_jax.tasks.base.Task)")
+    return cls
+
+
+def spec_of(task: Any) -> str:
+    """The spec that names `task`'s class: its built-in name, else "module:ClassName"."""
+    path = f"{type(task).__module__}:{type(task).__qualname__}"
+    return next((name for name, built_in in BUILT_IN.items() if built_in == path), path)
+
+
+def get_task(spec: str, **overrides: Any) -> Task:
+    """The task `spec` with its defaults, any field replaced by `overrides`.
 
     Raises ValueError naming the problem for an unknown task, an unknown field or a bad value.
     """
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
-    cls = TASKS[name]
+    cls = task_class(spec)
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(
-            f"task '{name}' has no field {', '.join(map(repr, unknown))}; its fields are: {', '.join(fields)}"
+            f"task '{spec}' has no field {', '.join(map(repr, unknown))}; its fields are: "
+            f"{', '.join(fields)}"
         )
     return cls(**overrides)

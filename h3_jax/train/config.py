@@ -125,9 +125,11 @@ def parse_value(text: str, tp: Any) -> Any:
 
 
 def parse_override(item: str) -> tuple[str, str, str]:
-    """'model.d_model=64' -> ('model', 'd_model', '64')."""
+    """'model.d_model=64' -> ('model', 'd_model', '64'); 'task=mqar' -> ('task', '', 'mqar')."""
     key, sep, value = item.partition("=")
     section, dot, name = key.partition(".")
+    if key == "task" and sep:
+        return "task", "", value
     if not sep or not dot or not name:
         raise ConfigError(f"override {item!r} is not of the form section.field=value")
     if section not in SECTIONS:

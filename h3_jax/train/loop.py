@@ -42,7 +42,7 @@ from h3_jax.train.replicas import (
     make_replica_eval_step,
     make_replica_train_step,
 )
-from h3_jax.train.run_config import RunConfig
+from h3_jax.train.run_config import RunConfig, check
 from h3_jax.train.sharding import check_divisible, make_data_mesh, replicate, shard_batch
 
 
@@ -72,17 +72,6 @@ def stop_on_signals() -> Iterator[dict[str, int | None]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def check_cadence(config: RunConfig) -> None:
-    """Steps, log, eval and checkpoint intervals must be whole numbers of compiled calls."""
-    t = config.train
-    for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
-        value = getattr(t, name)
-        if value and value % t.steps_per_call:
-            raise ConfigError(
-                f"train.{name}={value} is not a multiple of train.steps_per_call={t.steps_per_call}"
-            )
 
 
 class Run:
@@ -148,7 +137,7 @@ def train(
     Always ends by writing summary.json (status "completed", "paused", "interrupted" or
     "diverged").
     """
-    check_cadence(config)
+    check(config)  # also for configs built in Python, which skip apply_overrides
     t = config.train
     if seeds is None and resume and wd.has_run(workdir):
         seeds, data_seeds = wd.read_seeds(workdir)

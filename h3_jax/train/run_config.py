@@ -24,28 +24,35 @@ from h3_jax.train.formats import CONFIG_FORMAT, upgrade_config
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     preset: str  # name of the preset the run started from
-    task_name: str  # one of h3_jax.tasks.TASKS
+    task_name: str  # the task's spec: a built-in name (h3_jax.tasks.TASKS) or "module:ClassName"
     task: Any  # the task dataclass (its fields are the task's parameters)
     model: models.LMConfig
     optim: OptimConfig
     train: TrainConfig
 
 
-def make_task(name: str, **fields: Any) -> Any:
-    if name not in tasks.TASKS:
-        raise ConfigError(f"unknown task {name!r}; tasks: {', '.join(tasks.TASKS)}")
+def make_task(spec: str, **fields: Any) -> Any:
+    """The task named by `spec` (h3_jax.tasks.get_task); ConfigError naming the problem."""
     try:
-        return tasks.get_task(name, **fields)
+        tasks.task_class(spec)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        return tasks.get_task(spec, **fields)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"invalid task settings for {name}: {err}") from None
+        raise ConfigError(f"invalid task settings for {spec}: {err}") from None
 
 
 def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply `section.field=value` strings, then re-derive and check the dependent fields."""
+    """Apply `section.field=value` strings, then re-derive and check the dependent fields.
+    `task=SPEC` swaps in that task at its defaults; `task.field=value` items then apply to it."""
     by_section: dict[str, dict[str, str]] = {}
     for item in overrides:
         section, name, value = parse_override(item)
         by_section.setdefault(section, {})[name] = value
+    spec = by_section.get("task", {}).pop("", None)
+    if spec is not None:
+        config = dataclasses.replace(config, task_name=spec, task=make_task(spec))
     model_updates = by_section.get("model", {})
     changed = dict(
         task=replace_fields(config.task, "task", by_section.get("task", {})),
