@@ -25,9 +25,9 @@ from step_timing import (
 from h3_jax import models
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
+from h3_jax.train.config import apply_overrides
 from h3_jax.train.data import TrainData
 from h3_jax.train.optim import make_optimizer
-from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.sharding import make_data_mesh, replicate, shard_batch
 from h3_jax.train.step import init_train_state, make_train_step
 from h3_jax.train.workdir import environment

@@ -16,15 +16,15 @@ import sys
 import time
 from typing import Callable
 
-from h3_jax.train.loop import train
-from h3_jax.train.metrics_log import read_jsonl
-from h3_jax.train.run_config import (
+from h3_jax.train.config import (
     RunConfig,
     apply_overrides,
     config_from_dict,
     config_tag,
     config_to_dict,
 )
+from h3_jax.train.loop import train
+from h3_jax.train.metrics_log import read_jsonl
 from h3_jax.train.workdir import METRICS, environment, write_json
 
 # What a cell's JSON keeps of its run's summary (besides the history of evaluations).

@@ -33,9 +33,9 @@ import numpy as np
 from h3_jax import generate
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
+from h3_jax.train.config import apply_overrides, config_tag, config_to_dict
 from h3_jax.train.loop import train
 from h3_jax.train.restore import load_state
-from h3_jax.train.run_config import apply_overrides, config_tag, config_to_dict
 from h3_jax.train.workdir import SUMMARY, environment, has_run, path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -36,7 +36,7 @@ import sys
 
 from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
-from h3_jax.train.run_config import RunConfig, apply_overrides
+from h3_jax.train.config import RunConfig, apply_overrides
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cells import add_arguments, run_study, shortened  # noqa: E402

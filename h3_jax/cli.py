@@ -17,7 +17,8 @@ import time
 from typing import Sequence
 
 from h3_jax.hugepages import restart_with_huge_pages
-from h3_jax.train.config import SECTIONS, ConfigError, field_docs, field_types, type_name
+from h3_jax.train.config import SECTIONS, ConfigError
+from h3_jax.train.fields import field_docs, field_types, type_name
 
 PROG = "h3-jax"
 
@@ -144,8 +145,8 @@ def cmd_presets() -> int:
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from h3_jax.presets import DEFAULT_PRESET, get_preset
     from h3_jax.train import workdir as wd
+    from h3_jax.train.config import apply_overrides
     from h3_jax.train.loop import train
-    from h3_jax.train.run_config import apply_overrides
 
     if args.resume:
         if not args.workdir or not wd.has_run(args.workdir):

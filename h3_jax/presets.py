@@ -16,8 +16,7 @@ import dataclasses
 from typing import Callable
 
 from h3_jax import mixers, models
-from h3_jax.train.config import ConfigError, OptimConfig, TrainConfig
-from h3_jax.train.run_config import RunConfig, make_task, resolve
+from h3_jax.train.config import ConfigError, OptimConfig, RunConfig, TrainConfig, make_task, resolve
 
 TASK_ALIASES = {"ar": "associative_recall", "ih": "induction_head"}
 PAPER_MIXERS = ("h3", "s4d", "gss", "attention")

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from h3_jax.train.run_config import apply_overrides, config_to_dict
+from h3_jax.train.config import apply_overrides, config_to_dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))

@@ -9,8 +9,7 @@ import pytest
 from h3_jax import mixers
 from h3_jax.cli import main, split_overrides
 from h3_jax.presets import PRESETS, get_preset
-from h3_jax.train.config import ConfigError
-from h3_jax.train.run_config import apply_overrides
+from h3_jax.train.config import ConfigError, apply_overrides
 
 PAPER = ["h3-ar", "h3-ih", "s4d-ar", "s4d-ih", "gss-ar", "gss-ih", "attention-ar", "attention-ih"]
 

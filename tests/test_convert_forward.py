@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from h3_jax import convert, generate
-from h3_jax.models import LM, LMConfig
+from h3_jax.models import LM
 from official_numpy_forward import official_forward
 from official_state_dict import official_state_dict
 

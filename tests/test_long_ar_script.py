@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from h3_jax import mixers
-from h3_jax.train.run_config import config_to_dict
+from h3_jax.train.config import config_to_dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))

@@ -11,9 +11,9 @@ import pytest
 
 from h3_jax.cli import main
 from h3_jax.presets import get_preset
+from h3_jax.train.config import apply_overrides
 from h3_jax.train.loop import train
 from h3_jax.train.metrics_log import read_jsonl
-from h3_jax.train.run_config import apply_overrides
 
 TINY = [
     "model.d_model=8", "model.n_layer=1", "model.mixer.d_state=4", "model.d_inner=16",

@@ -8,6 +8,7 @@ import pytest
 
 from h3_jax import models
 from h3_jax.presets import get_preset
+from h3_jax.train.config import apply_overrides
 from h3_jax.train.data import TrainData
 from h3_jax.train.evaluate import Evaluator
 from h3_jax.train.optim import make_optimizer
@@ -18,7 +19,6 @@ from h3_jax.train.replicas import (
     make_replica_train_step,
     unstack_tree,
 )
-from h3_jax.train.run_config import apply_overrides
 from h3_jax.train.sharding import make_data_mesh
 from h3_jax.train.step import make_train_step
 

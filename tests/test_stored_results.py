@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
+from h3_jax.train.config import config_from_dict
 from h3_jax.train.loop import train
-from h3_jax.train.run_config import config_from_dict
 
 CELL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "experiments", "results", "synthetics", "h3-ar.json")

@@ -13,8 +13,7 @@ import pytest
 from h3_jax import tasks
 from h3_jax.presets import get_preset
 from h3_jax.testing import check_task
-from h3_jax.train.config import ConfigError
-from h3_jax.train.run_config import apply_overrides, config_from_dict, config_to_dict
+from h3_jax.train.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
 
 SPEC = f"{__name__}:Reverse"
 

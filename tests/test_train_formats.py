@@ -6,8 +6,8 @@ import pytest
 
 from h3_jax import mixers
 from h3_jax.presets import get_preset
+from h3_jax.train.config import apply_overrides, config_from_dict, config_to_dict
 from h3_jax.train.formats import CONFIG_FORMAT, upgrade_config
-from h3_jax.train.run_config import apply_overrides, config_from_dict, config_to_dict
 
 
 def format_1(config, model: dict, mode: str = "fft") -> dict:

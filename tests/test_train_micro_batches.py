@@ -14,8 +14,7 @@ import pytest
 
 from h3_jax import mixers, models, tasks
 from h3_jax.presets import get_preset
-from h3_jax.train.config import ConfigError
-from h3_jax.train.run_config import check
+from h3_jax.train.config import ConfigError, check
 from h3_jax.train.step import (
     batch_gradient,
     labelled_logits,

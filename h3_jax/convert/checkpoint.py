@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 
 from h3_jax.convert import keys as K
 from h3_jax.models import LMConfig
-from h3_jax.train.config import from_jsonable, to_jsonable
+from h3_jax.train.fields import from_jsonable, to_jsonable
 from h3_jax.train.formats import CONFIG_FORMAT, upgrade_model_v1
 
 CONFIG_FILE = "config.json"

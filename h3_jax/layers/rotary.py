@@ -37,7 +37,7 @@ def rotary_angles(
 
 def apply_rotary(
     x: Float[Array, "B L H P"],
-    positions: Int[Array, "L"] | Int[Array, "B L"],
+    positions: Int[Array, " L"] | Int[Array, "B L"],
     rotary_dim: int,
     base: float = DEFAULT_BASE,
 ) -> Float[Array, "B L H P"]:

@@ -1,25 +1,31 @@
-"""Run configuration: frozen dataclasses, dotted `section.field=value` overrides, JSON round trip.
+"""The settings of a run, in one place: `RunConfig` = task + model + `OptimConfig` +
+`TrainConfig`, the `section.field=value` overrides that change them, the checks that keep them
+consistent, and their stored form (config.json, the run directory's tag).
 
-A run is described by four sections: `task` (a task dataclass from `h3_jax.tasks`), `model`
-(`h3_jax.models.LMConfig`), `optim` (`OptimConfig`) and `train` (`TrainConfig`). Overrides are
-parsed against each field's annotated type, so `--optim.lr=abc` fails before anything runs.
+The mixer's settings are its own Config (h3_jax.mixers), nested in the model's `LMConfig`; the
+task is a frozen dataclass named by its spec (h3_jax.tasks). `fields.py` parses and prints them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import types
-import typing
 from typing import Any, Literal
 
-from h3_jax.mixers import MixerConfig, default_config, mixer_class, spec_of
+from h3_jax import models, tasks
+from h3_jax.train.fields import (
+    SECTIONS,
+    ConfigError,
+    from_jsonable,
+    non_default_fields,
+    parse_override,
+    replace_fields,
+    to_jsonable,
+)
+from h3_jax.train.formats import CONFIG_FORMAT, upgrade_config
 
-SECTIONS = ("task", "model", "optim", "train")
-
-
-class ConfigError(ValueError):
-    """A bad configuration: unknown preset or key, wrong type, impossible combination."""
+__all__ = ["SECTIONS", "ConfigError", "OptimConfig", "RunConfig", "TrainConfig"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,220 +66,147 @@ class TrainConfig:
     keep_checkpoints: int = 3  # latest checkpoints kept (the best one is kept besides)
 
 
-def field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of a dataclass, field name -> type."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    preset: str  # name of the preset the run started from
+    task_name: str  # the task's spec: a built-in name (h3_jax.tasks.TASKS) or "module:ClassName"
+    task: Any  # the task dataclass (its fields are the task's parameters)
+    model: models.LMConfig
+    optim: OptimConfig
+    train: TrainConfig
 
 
-def type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(type_name(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return "tuple of " + type_name(typing.get_args(tp)[0])
-    if tp is type(None):
-        return "none"
-    return getattr(tp, "__name__", str(tp))
-
-
-def parse_value(text: str, tp: Any) -> Any:
-    """Parse a command-line string as a value of type `tp`; ValueError if it is not one."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if type(None) in args and text.lower() in ("none", "null"):
-            return None
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return parse_value(text, arg)
-                except ValueError:
-                    pass
-        raise ValueError(f"expected {type_name(tp)}, got {text!r}")
-    if origin is Literal:
-        for choice in typing.get_args(tp):
-            if str(choice) == text:
-                return choice
-        raise ValueError(f"expected one of {type_name(tp)}, got {text!r}")
-    if origin is tuple:
-        item = typing.get_args(tp)[0]
-        body = text.strip().strip("()[]")
-        return tuple(parse_value(p.strip(), item) for p in body.split(",") if p.strip())
-    if tp is bool:
-        if text.lower() in ("true", "1", "yes"):
-            return True
-        if text.lower() in ("false", "0", "no"):
-            return False
-        raise ValueError(f"expected true or false, got {text!r}")
-    if tp is int:
-        try:
-            return int(text)
-        except ValueError:
-            # Accept 1e3 or 3140.0 only when they are whole numbers.
-            number = float(text)
-            if number != int(number):
-                raise
-            return int(number)
-    if tp is float:
-        return float(text)
-    if tp is str:
-        return text
-    raise ValueError(f"fields of type {type_name(tp)} cannot be set from the command line")
-
-
-def parse_override(item: str) -> tuple[str, str, str]:
-    """'model.d_model=64' -> ('model', 'd_model', '64'); 'task=mqar' -> ('task', '', 'mqar')."""
-    key, sep, value = item.partition("=")
-    section, dot, name = key.partition(".")
-    if key == "task" and sep:
-        return "task", "", value
-    if not sep or not dot or not name:
-        raise ConfigError(f"override {item!r} is not of the form section.field=value")
-    if section not in SECTIONS:
-        raise ConfigError(f"unknown section {section!r} in {item!r}; sections: {', '.join(SECTIONS)}")
-    return section, name, value
-
-
-def replace_fields(obj: Any, section: str, updates: dict[str, str]) -> Any:
-    """dataclasses.replace with string values parsed against the field types.
-
-    A dotted name sets a field of a nested config ("mixer.d_state"); a mixer field set to a
-    spec ("mixer=gss") takes that mixer's defaults, and its dotted fields apply after it.
-    """
-    types_ = field_types(type(obj))
-    plain: dict[str, str] = {}
-    nested: dict[str, dict[str, str]] = {}
-    for name, text in updates.items():
-        head, dot, rest = name.partition(".")
-        if head not in types_:
-            known = ", ".join(types_)
-            raise ConfigError(f"unknown key {section}.{head}; {section} keys: {known}")
-        if dot:
-            nested.setdefault(head, {})[rest] = text
-        else:
-            plain[name] = text
-    parsed: dict[str, Any] = {}
-    for name, text in plain.items():
-        current = getattr(obj, name)
-        try:
-            if isinstance(current, MixerConfig):
-                parsed[name] = default_config(text)
-            elif dataclasses.is_dataclass(current):
-                raise ValueError(f"it is a group of settings; set its fields as "
-                                 f"{section}.{name}.FIELD=VALUE")
-            else:
-                parsed[name] = parse_value(text, types_[name])
-        except ValueError as err:
-            raise ConfigError(f"bad value for {section}.{name}: {err}") from None
-    for name, sub in nested.items():
-        current = parsed.get(name, getattr(obj, name))
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"{section}.{name} has no fields to set ({section}.{name}.* given)")
-        parsed[name] = replace_fields(current, f"{section}.{name}", sub)
+def make_task(spec: str, **fields: Any) -> Any:
+    """The task named by `spec` (h3_jax.tasks.get_task); ConfigError naming the problem."""
     try:
-        return dataclasses.replace(obj, **parsed)
+        tasks.task_class(spec)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        return tasks.get_task(spec, **fields)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"invalid {section} settings: {err}") from None
+        raise ConfigError(f"invalid task settings for {spec}: {err}") from None
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses as dicts (a mixer's settings with its "spec" first), tuples as lists."""
-    if isinstance(obj, MixerConfig):
-        return {"spec": spec_of(obj), **{f.name: to_jsonable(getattr(obj, f.name))
-                                         for f in dataclasses.fields(obj)}}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (tuple, list)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_jsonable(v) for k, v in obj.items()}
-    return obj
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `section.field=value` strings, then re-derive and check the dependent fields.
+    `task=SPEC` swaps in that task at its defaults; `task.field=value` items then apply to it."""
+    by_section: dict[str, dict[str, str]] = {}
+    for item in overrides:
+        section, name, value = parse_override(item)
+        by_section.setdefault(section, {})[name] = value
+    spec = by_section.get("task", {}).pop("", None)
+    if spec is not None:
+        config = dataclasses.replace(config, task_name=spec, task=make_task(spec))
+    model_updates = by_section.get("model", {})
+    changed = dict(
+        task=replace_fields(config.task, "task", by_section.get("task", {})),
+        model=replace_fields(config.model, "model", model_updates),
+        optim=replace_fields(config.optim, "optim", by_section.get("optim", {})),
+        train=replace_fields(config.train, "train", by_section.get("train", {})),
+    )
+    config = dataclasses.replace(config, **changed)
+    return resolve(config, explicit_model_keys=set(model_updates))
 
 
-def non_default_fields(obj: Any) -> dict[str, Any]:
-    """The fields of dataclass `obj` that differ from their declared defaults, JSON-ready.
-
-    Nested dataclasses are compared field by field; fields without a default are always listed.
-    A field added to a class later, at its default, leaves the result unchanged.
-    """
-    out = {"spec": spec_of(obj)} if isinstance(obj, MixerConfig) else {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            out[f.name] = non_default_fields(value)
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = dataclasses.MISSING
-        if default is dataclasses.MISSING or value != default:
-            out[f.name] = to_jsonable(value)
-    return out
-
-
-def from_jsonable(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a dataclass from `to_jsonable` output: lists back to tuples, nested configs
-    back to their dataclasses (a mixer's by its "spec")."""
-    types_ = field_types(cls)
-    kwargs = {}
-    for name, value in data.items():
-        if name not in types_:
-            continue
-        if isinstance(value, dict) and "spec" in value:
-            fields = {k: v for k, v in value.items() if k != "spec"}
-            value = from_jsonable(mixer_class(value["spec"]).Config, fields)
-        elif isinstance(value, dict) and dataclasses.is_dataclass(types_[name]):
-            value = from_jsonable(types_[name], value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(to_jsonable(obj), indent=2, sort_keys=False)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """One-line documentation per field, from the class source (and its dataclass bases'): a
-    string literal right after the field, a trailing `# comment`, or a `name: text` line of the
-    class docstring."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if dataclasses.is_dataclass(klass):
-            docs.update(_own_field_docs(klass))
-    return docs
-
-
-def _own_field_docs(cls: type) -> dict[str, str]:
-    import ast
-    import inspect
-    import textwrap
-
-    docs: dict[str, str] = {}
-    for line in (cls.__dict__.get("__doc__") or "").splitlines():
-        name, sep, text = line.strip().partition(":")
-        if sep and name.isidentifier() and text.strip():
-            docs[name] = text.strip()
+def resolve(config: RunConfig, explicit_model_keys: set[str] = frozenset()) -> RunConfig:
+    """Make the model follow the task (vocab, position table) and check every combination."""
+    task, model = config.task, config.model
+    if "vocab_size" in explicit_model_keys and model.vocab_size != task.vocab_size:
+        raise ConfigError(
+            f"model.vocab_size={model.vocab_size} differs from the task's vocab_size="
+            f"{task.vocab_size}; set task.vocab_size instead"
+        )
+    updates: dict[str, Any] = {"vocab_size": task.vocab_size}
+    # A learned position table (attention presets) grows with the task's sequence length.
+    positions = model.max_position_embeddings
+    if positions and positions < task.seq_len:
+        if "max_position_embeddings" in explicit_model_keys:
+            raise ConfigError(
+                f"model.max_position_embeddings={positions} is shorter than the task's "
+                f"sequence length {task.seq_len}"
+            )
+        updates["max_position_embeddings"] = task.seq_len
     try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return docs
-    lines = source.splitlines()
-    body = ast.parse(source).body[0].body
-    for node, following in zip(body, body[1:] + [None]):
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        name = node.target.id
-        comment = lines[node.lineno - 1].partition("  # ")[2].strip()
-        if comment:
-            docs[name] = comment
-        if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-            if isinstance(following.value.value, str):
-                docs[name] = " ".join(following.value.value.split())
-    return docs
+        model = dataclasses.replace(model, **updates)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid model settings: {err}") from None
+    config = dataclasses.replace(config, model=model)
+    check(config)
+    return config
+
+
+def check(config: RunConfig) -> None:
+    """Raise ConfigError for settings that cannot work together."""
+    t, o = config.train, config.optim
+    positive = ("steps", "batch_size", "steps_per_call", "micro_batches", "log_every",
+                "eval_batch_size", "checkpoint_every", "keep_checkpoints")
+    for name in positive:
+        if getattr(t, name) <= 0:
+            raise ConfigError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if t.eval_every < 0:
+        raise ConfigError(f"train.eval_every must be >= 0, got {t.eval_every}")
+    if t.batch_size % t.micro_batches:
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} is not a multiple of "
+            f"train.micro_batches={t.micro_batches}"
+        )
+    k = t.steps_per_call
+    for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        if getattr(t, name) % k:
+            raise ConfigError(
+                f"train.{name}={getattr(t, name)} is not a multiple of train.steps_per_call={k}"
+            )
+    if o.lr <= 0 or (o.lr_ssm is not None and o.lr_ssm <= 0):
+        raise ConfigError("optim.lr and optim.lr_ssm must be positive")
+    for name in ("weight_decay", "weight_decay_ssm"):
+        if getattr(o, name) < 0:
+            raise ConfigError(f"optim.{name}={getattr(o, name)} must be >= 0")
+    if not 0 <= o.warmup_steps <= t.steps:
+        raise ConfigError(
+            f"optim.warmup_steps={o.warmup_steps} must lie in [0, train.steps={t.steps}]"
+        )
+    if o.lr_min > o.lr:
+        raise ConfigError(f"optim.lr_min={o.lr_min} exceeds optim.lr={o.lr}")
+    if o.clip_norm is not None and o.clip_norm <= 0:
+        raise ConfigError(f"optim.clip_norm must be positive or none, got {o.clip_norm}")
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    return {
+        "format": CONFIG_FORMAT,
+        "preset": config.preset,
+        "task_name": config.task_name,
+        "task": to_jsonable(config.task),
+        "model": to_jsonable(config.model),
+        "optim": to_jsonable(config.optim),
+        "train": to_jsonable(config.train),
+    }
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from `config_to_dict` output of this or an earlier format."""
+    data = upgrade_config(data)
+    task = make_task(data["task_name"])
+    task = from_jsonable(type(task), data["task"])
+    return RunConfig(
+        preset=data["preset"],
+        task_name=data["task_name"],
+        task=task,
+        model=from_jsonable(models.LMConfig, data["model"]),
+        optim=from_jsonable(OptimConfig, data["optim"]),
+        train=from_jsonable(TrainConfig, data["train"]),
+    )
+
+
+def load_config(path: str) -> RunConfig:
+    with open(path) as f:
+        return config_from_dict(json.load(f))
+
+
+def config_tag(config: RunConfig, *extra: Any) -> str:
+    """Ten hex digits that name a run's directory: a hash of the config's non-default fields
+    and of `extra` (seeds, stopping rule). A field added to the package later, at its default,
+    keeps the tag, so a paused run still finds its checkpoints."""
+    text = json.dumps([non_default_fields(config), to_jsonable(list(extra))], sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]

@@ -25,7 +25,7 @@ from h3_jax import models
 from h3_jax.train import formats
 from h3_jax.train import workdir as wd
 from h3_jax.train.checkpoint import Checkpoints
-from h3_jax.train.config import ConfigError
+from h3_jax.train.config import ConfigError, RunConfig, check
 from h3_jax.train.evaluate import Evaluator, eval_batch_size
 from h3_jax.train.metrics_log import (
     JsonlLog,
@@ -42,7 +42,6 @@ from h3_jax.train.replicas import (
     make_replica_eval_step,
     make_replica_train_step,
 )
-from h3_jax.train.run_config import RunConfig, check
 from h3_jax.train.sharding import check_divisible, make_data_mesh, replicate, shard_batch
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 
 import h3_jax
-from h3_jax.train.run_config import RunConfig, config_to_dict, load_config
+from h3_jax.train.config import RunConfig, config_to_dict, load_config
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"

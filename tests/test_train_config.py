@@ -1,4 +1,4 @@
-"""h3_jax.train.run_config.config_tag: the name of a run's directory changes with what the run
+"""h3_jax.train.config.config_tag: the name of a run's directory changes with what the run
 trains, and not with fields the package adds later at their defaults."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import dataclasses
 
 from h3_jax.models import LMConfig
 from h3_jax.presets import get_preset
-from h3_jax.train.config import non_default_fields
-from h3_jax.train.run_config import apply_overrides, config_tag
+from h3_jax.train.config import apply_overrides, config_tag
+from h3_jax.train.fields import non_default_fields
 
 
 @dataclasses.dataclass(frozen=True)
