@@ -161,8 +161,8 @@ def batch_gradient(
 
     if not isinstance(micro_batches, int) or micro_batches < 1:
         raise ValueError(f"micro_batches: expected a positive int, got {micro_batches!r}")
-    # m = 1 keeps its own path: the same compiled program, dropout stream and results as runs
-    # made before micro-batches existed (a one-slice scan would key its dropout differently).
+    # The whole batch draws its dropout from the step's key, slice i of m > 1 from
+    # fold_in(key, i); a one-slice scan would add a loop and a gradient accumulator for nothing.
     return whole if micro_batches == 1 else sliced
 
 
