@@ -14,6 +14,9 @@ Three exact views of one diagonal SSM, each with its reference:
     parallel     diag_ssm_scan                    (reference: diag_ssm_recurrence)
     recurrent    diag_ssm_step
 and state passing (diag_ssm_state_passing) to run the convolution view chunk by chunk.
+
+The selective SSM (Mamba's S6), whose dt, B and C depend on the input, has only the recurrence:
+selective_scan (reference: selective_recurrence) and selective_step.
 """
 
 from h3_jax.ssm.conv import causal_conv, direct_causal_conv, fft_length, short_causal_conv
@@ -21,6 +24,7 @@ from h3_jax.ssm.discretize import discretize
 from h3_jax.ssm.init import init_A, init_C, init_diag_ssm, init_log_dt, init_shift_ssm
 from h3_jax.ssm.kernels import diag_ssm_kernel, fit_length, shift_ssm_kernel, vandermonde
 from h3_jax.ssm.scan import diag_ssm_recurrence, diag_ssm_scan, diag_ssm_step
+from h3_jax.ssm.selective import selective_recurrence, selective_scan, selective_step
 from h3_jax.ssm.state import diag_ssm_final_state, diag_ssm_state_output, diag_ssm_state_passing
 
 __all__ = [
@@ -41,6 +45,9 @@ __all__ = [
     "init_diag_ssm",
     "init_log_dt",
     "init_shift_ssm",
+    "selective_recurrence",
+    "selective_scan",
+    "selective_step",
     "shift_ssm_kernel",
     "short_causal_conv",
     "vandermonde",
