@@ -13,7 +13,8 @@ from h3_jax.layers.dense import dense
 from h3_jax.testing import TOLERANCES, check_mixer
 
 BUILT_IN = [
-    ("h3", "h3", (24,)),
+    # Two H3 configs cover both head layouts (P = 4, P = 1) and both discretizations; spec
+    # strings are covered by s4d and gss.
     ("h3-heads", mixers.H3Config(head_dim=4, d_state=8), (24,)),
     ("h3-zoh-inv", mixers.H3Config(discretization="zoh", A_init="inv"), (24,)),
     ("s4d", "s4d", (24,)),
