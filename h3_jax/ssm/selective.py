@@ -89,21 +89,16 @@ def selective_scan(
     dtype, x0 = _check(fn, seqs, A, D, x0, "x0")
     u, dt, A, B, C = (x.astype(dtype) for x in (u, dt, A, B, C))
     D = None if D is None else D.astype(dtype)
-    length, H = u.shape[-2:]
+    length = u.shape[-2]
     if chunk_size is None or positive_int(fn, "chunk_size", chunk_size) >= length:
         return _scan_block(A, D, x0, u, dt, B, C)
 
-    # `scan_chunks` cuts one (..., L, .) array, so the four sequences travel side by side.
-    packed = jnp.concatenate([u, dt, B, C], axis=-1)
-    N = A.shape[-1]
-
     @jax.checkpoint
     def one_chunk(x, chunk):
-        u_c, dt_c, B_c, C_c = jnp.split(chunk, [H, 2 * H, 2 * H + N], axis=-1)
-        y, x = _scan_block(A, D, x, u_c, dt_c, B_c, C_c)
+        y, x = _scan_block(A, D, x, *chunk)
         return x, y
 
-    return scan_chunks(one_chunk, x0, packed, chunk_size)
+    return scan_chunks(one_chunk, x0, (u, dt, B, C), chunk_size)
 
 
 def selective_step(
