@@ -17,11 +17,10 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from h3_jax import models, tasks
-from h3_jax.train.data import TrainData
+from h3_jax.train.data import TrainData, stack
 from h3_jax.train.step import Metrics, TrainState, eval_step_fn, init_train_state, train_steps_fn
 
 
@@ -86,8 +85,7 @@ class ReplicaData:
 
     def chunk(self, step: int, k: int) -> tasks.Batch:
         """Leaves (R, k, B, L): replica r's batches of steps step..step+k-1."""
-        parts = [data.chunk(step, k) for data in self.replicas]
-        return tasks.Batch(*(np.stack(leaves) for leaves in zip(*parts)))
+        return stack([data.chunk(step, k) for data in self.replicas])
 
     @property
     def tests(self) -> list[tasks.Batch]:
