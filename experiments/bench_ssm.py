@@ -1,11 +1,14 @@
-"""Time the three views of one diagonal SSM: FFT convolution, associative scan, sequential scan.
+"""Time the three views of one diagonal SSM: FFT convolution, associative scan, sequential scan;
+and beside them the selective SSM (Mamba's S6), which has no convolution form: associative scan,
+chunked associative scan, sequential scan.
 
-    python experiments/bench_ssm.py                 # B=8, H=64, N=32, L = 256 .. 65536
+    python experiments/bench_ssm.py                 # B=8, H=64, N=32 (S6: N=16), L = 256 .. 65536
+    python experiments/bench_ssm.py --paths s6_assoc_scan s6_chunked_scan s6_sequential
     python experiments/bench_ssm.py --quick         # a small smoke run
 
 For each path and length: compile time, steady-state median of repeats (forward, and forward +
 backward), XLA's peak buffer memory for the compiled call, and the max error against a float64
-run. A path whose predicted time exceeds --max-seconds or whose memory exceeds --max-gib is
+run (for S6: its sequential recurrence in float64). A path whose predicted time exceeds --max-seconds or whose memory exceeds --max-gib is
 skipped and reported as such. Writes bench_ssm.json, bench_ssm.md and bench_ssm.png to --out.
 """
 
@@ -48,11 +51,43 @@ def paths(L: int, chunk: int):
     }
 
 
-def forward_backward(f):
-    """Gradient of a scalar of the output w.r.t. the input and every SSM parameter."""
-    def loss(dA, dB, C, u):
-        return jnp.sum(f(dA, dB, C, u) * u)
-    return jax.grad(loss, argnums=(0, 1, 2, 3))
+def selective_problem(B: int, H: int, N: int, L: int, seed: int = 0):
+    """(u, dt, A, B, C) of an S6 as Mamba initialises it: dt log-uniform in [1e-3, 1e-1],
+    A[h, n] = -(n + 1); B, C ~ N(0, 1) per step."""
+    keys = jax.random.split(jax.random.key(seed), 4)
+    u = jax.random.normal(keys[0], (B, L, H), jnp.float32)
+    dt = jnp.exp(jax.random.uniform(keys[1], (B, L, H), jnp.float32, np.log(1e-3), np.log(1e-1)))
+    A = -jnp.broadcast_to(jnp.arange(1, N + 1, dtype=jnp.float32), (H, N))
+    Bm, Cm = (jax.random.normal(k, (B, L, N), jnp.float32) for k in keys[2:])
+    return u, dt, A, Bm, Cm
+
+
+def selective_paths(chunk: int):
+    """name -> f(u, dt, A, B, C) -> y (B, L, H), the S6 without its D term."""
+    return {
+        "s6_assoc_scan": lambda *a: ssm.selective_scan(*a)[0],
+        "s6_chunked_scan": lambda *a: ssm.selective_scan(*a, chunk_size=chunk)[0],
+        "s6_sequential": lambda *a: ssm.selective_recurrence(*a)[0],
+    }
+
+
+def selective_reference(u, dt, A, Bm, Cm):
+    with jax.enable_x64(True):
+        args = [jnp.asarray(np.asarray(x), np.float64) for x in (u, dt, A, Bm, Cm)]
+        return np.asarray(jax.jit(lambda *a: ssm.selective_recurrence(*a)[0])(*args))
+
+
+LTI_PATHS = ("fft", "assoc_scan", "chunked_scan", "sequential")
+S6_PATHS = ("s6_assoc_scan", "s6_chunked_scan", "s6_sequential")
+CHUNKED = ("chunked_scan", "s6_chunked_scan")
+
+
+def forward_backward(f, n_args: int = 4, u_index: int = 3):
+    """Gradient of a scalar of the output w.r.t. every argument: the input (argument u_index)
+    and every SSM parameter."""
+    def loss(*args):
+        return jnp.sum(f(*args) * args[u_index])
+    return jax.grad(loss, argnums=tuple(range(n_args)))
 
 
 def peak_gib(compiled) -> float | None:
@@ -153,50 +188,64 @@ def run(args) -> dict:
                            "cpus": os.cpu_count(), "jax": jax.__version__,
                            "backend": jax.default_backend(), "date": time.strftime("%Y-%m-%d")},
                "config": {"B": args.batch, "H": args.channels, "N": args.modes, "chunk": args.chunk,
-                          "lengths": args.lengths, "repeats": args.repeats},
+                          "N_selective": args.selective_modes, "lengths": args.lengths,
+                          "paths": args.paths, "repeats": args.repeats},
                "rows": [], "floor": {}, "state_passing": None}
     predicted: dict[str, float] = {}
     for L in args.lengths:
-        problem = make_problem(args.batch, args.channels, args.modes, L)
-        ref = float64_reference(*problem)
-        scale = np.abs(ref).max()
-        for name, f in paths(L, args.chunk).items():
-            if name not in args.paths:
-                continue
-            for mode in ("forward", "forward_backward"):
-                key = f"{name}/{mode}"
-                row = {"path": name, "mode": mode, "L": L}
-                fn = f if mode == "forward" else forward_backward(f)
-                # The chunked scan's memory target is at the longest L: run it once however slow.
-                target_run = name == "chunked_scan" and mode == "forward" and L == max(args.lengths)
-                if predicted.get(key, 0.0) > args.max_seconds and not target_run:
-                    # Too slow to run, but compiling still tells its memory.
-                    row["skipped"] = f"predicted {predicted[key]:.0f} s > {args.max_seconds:.0f} s"
-                    row["peak_gib"] = compiled_peak_gib(fn, problem)
-                else:
-                    r = measure(fn, problem, 1 if target_run else args.repeats, args.max_seconds, args.max_gib)
-                    out = r.pop("out", None)
-                    row.update(r)
-                    if "median_s" in r:
-                        # Every path here is at least linear in L; the next length doubles or more.
-                        predicted[key] = r["median_s"] * 2.2
-                    if out is not None and mode == "forward":
-                        row["max_rel_err"] = float(np.abs(np.asarray(out) - ref).max() / scale)
-                results["rows"].append(row)
-                print(format_row(row), flush=True)
-        if L >= 1024 or args.quick:
+        families = []
+        if any(p in args.paths for p in LTI_PATHS):
+            problem = make_problem(args.batch, args.channels, args.modes, L)
+            families.append((paths(L, args.chunk), problem, float64_reference(*problem), 3))
+        if any(p in args.paths for p in S6_PATHS):
+            s6 = selective_problem(args.batch, args.channels, args.selective_modes, L)
+            families.append((selective_paths(args.chunk), s6, selective_reference(*s6), 0))
+        for family_paths, args_, ref, u_index in families:
+            scale = np.abs(ref).max()
+            for name, f in family_paths.items():
+                if name not in args.paths:
+                    continue
+                for mode in ("forward", "forward_backward"):
+                    row = measure_row(name, mode, L, f, args_, u_index, ref, scale, predicted,
+                                      args)
+                    results["rows"].append(row)
+                    print(format_row(row), flush=True)
+        if "fft" in args.paths and (L >= 1024 or args.quick):
             results["floor"][str(L)] = bench_fft_floor(problem, L, args.repeats)
             fl = results["floor"][str(L)]
             print(f"  L={L}: causal_conv / fft floor = "
                   f"{fl['causal_conv']['median_s'] / fl['fft_floor']['median_s']:.2f}, "
                   f"kernel / causal_conv = "
                   f"{fl['diag_ssm_kernel']['median_s'] / fl['causal_conv']['median_s']:.3f}", flush=True)
-    if args.state_passing_length:
+    if args.state_passing_length and "fft" in args.paths:
         results["state_passing"] = bench_state_passing(
             args.state_passing_length, args.state_passing_chunk, args.channels, args.modes, args.repeats)
         print("state passing:", {k: v for k, v in results["state_passing"].items()}, flush=True)
     results["targets"] = check_targets(results, args)
     return results
+
+
+def measure_row(name, mode, L, f, problem, u_index, ref, scale, predicted, args) -> dict:
+    """One row of the table: path `name` at length L, "forward" or "forward_backward"."""
+    key = f"{name}/{mode}"
+    row = {"path": name, "mode": mode, "L": L}
+    fn = f if mode == "forward" else forward_backward(f, len(problem), u_index)
+    # A chunked scan's memory target is at the longest L: run it once however slow.
+    target_run = name in CHUNKED and mode == "forward" and L == max(args.lengths)
+    if predicted.get(key, 0.0) > args.max_seconds and not target_run:
+        # Too slow to run, but compiling still tells its memory.
+        row["skipped"] = f"predicted {predicted[key]:.0f} s > {args.max_seconds:.0f} s"
+        row["peak_gib"] = compiled_peak_gib(fn, problem)
+        return row
+    r = measure(fn, problem, 1 if target_run else args.repeats, args.max_seconds, args.max_gib)
+    out = r.pop("out", None)
+    row.update(r)
+    if "median_s" in r:
+        # Every path here is at least linear in L; the next length doubles or more.
+        predicted[key] = r["median_s"] * 2.2
+    if out is not None and mode == "forward":
+        row["max_rel_err"] = float(np.abs(np.asarray(out) - ref).max() / scale)
+    return row
 
 
 def format_row(row: dict) -> str:
@@ -223,9 +272,9 @@ def check_targets(results: dict, args) -> list[dict]:
         targets.append({"target": "diag_ssm_kernel <= 0.1x causal_conv at L=16384",
                         "measured": round(r, 4), "met": r <= 0.1})
     for row in results["rows"]:
-        if row["path"] == "chunked_scan" and row["L"] == 65536 and row.get("peak_gib") is not None:
+        if row["path"] in CHUNKED and row["L"] == 65536 and row.get("peak_gib") is not None:
             ran = "median_s" in row
-            targets.append({"target": f"chunked scan {row['mode']} at L=65536 in under 4 GiB",
+            targets.append({"target": f"{row['path']} {row['mode']} at L=65536 in under 4 GiB",
                             "measured_gib": round(row["peak_gib"], 3), "ran": ran,
                             "met": row["peak_gib"] < 4 and (ran or row["mode"] != "forward")})
     sp = results["state_passing"]
@@ -239,7 +288,8 @@ def check_targets(results: dict, args) -> list[dict]:
 def write_markdown(results: dict, path: Path) -> None:
     m, c = results["machine"], results["config"]
     lines = [f"Measured on {m['platform']}, {m['cpus']} CPUs, jax {m['jax']} ({m['backend']}), "
-             f"{m['date']}. B={c['B']}, H={c['H']}, N={c['N']} complex modes, chunk {c['chunk']}.",
+             f"{m['date']}. B={c['B']}, H={c['H']}, N={c['N']} complex modes (S6: "
+             f"{c.get('N_selective', 16)} real modes), chunk {c['chunk']}.",
              "", "| path | mode | L | compile (s) | run (ms) | peak (GiB) | max rel. err vs float64 |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in results["rows"]:
@@ -275,18 +325,21 @@ def write_plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, mode in zip(axes, ("forward", "forward_backward")):
-        for name in ("fft", "assoc_scan", "chunked_scan", "sequential"):
+        for name in (*LTI_PATHS, *S6_PATHS):
             pts = [(r["L"], r["median_s"]) for r in results["rows"]
                    if r["path"] == name and r["mode"] == mode and "median_s" in r]
             if pts:
-                ax.loglog(*zip(*pts), marker="o", label=name)
+                ax.loglog(*zip(*pts), marker="o", label=name,
+                          ls="--" if name in S6_PATHS else "-")
         ax.set_title(mode.replace("_", " + "))
         ax.set_xlabel("sequence length L")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds (median, steady state)")
     axes[0].legend()
     c = results["config"]
-    fig.suptitle(f"Diagonal SSM, B={c['B']} H={c['H']} N={c['N']}, {results['machine']['cpus']} CPUs")
+    fig.suptitle(f"Diagonal SSM (solid, N={c['N']} complex) and selective S6 (dashed, "
+                 f"N={c.get('N_selective', 16)} real), B={c['B']} H={c['H']}, "
+                 f"{results['machine']['cpus']} CPUs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -298,8 +351,9 @@ def parse_args(argv=None):
     p.add_argument("--modes", type=int, default=32)
     p.add_argument("--chunk", type=int, default=256, help="chunk size of the chunked scan")
     p.add_argument("--lengths", type=int, nargs="+", default=[2**k for k in range(8, 17)])
-    p.add_argument("--paths", nargs="+", default=["fft", "assoc_scan", "chunked_scan", "sequential"],
-                   choices=["fft", "assoc_scan", "chunked_scan", "sequential"])
+    p.add_argument("--selective-modes", type=int, default=16, help="S6 real modes N")
+    p.add_argument("--paths", nargs="+", default=[*LTI_PATHS, *S6_PATHS],
+                   choices=[*LTI_PATHS, *S6_PATHS])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--max-seconds", type=float, default=60.0, help="skip a path predicted slower")
     p.add_argument("--max-gib", type=float, default=16.0, help="skip a path needing more memory")
@@ -310,6 +364,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.channels, args.modes, args.chunk = 2, 4, 4, 16
+        args.selective_modes = 4
         args.lengths, args.repeats = [64, 256], 2
         args.state_passing_length, args.state_passing_chunk = 1000, 128
     return args

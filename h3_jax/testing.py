@@ -8,12 +8,12 @@ It draws parameters (the mixer's init, moved off its structured values by noise,
 SSM's B = 1 cannot hide a bug) and inputs x ~ N(0, 1) of shape (B, L, D), and checks, in float32:
 
 - causality by gradient: d y_t / d x_s is zero for every s > t, and not for s = t;
-- every whole-sequence algorithm in `Config.ALGORITHMS` gives the same outputs;
+- every whole-sequence algorithm of the settings (`config.algorithms`) gives the same outputs;
 - prefill on a prefix, then `step` through the rest, gives the whole-sequence outputs, and so does
   stepping from `init_state` (whose state has the structure, shapes and dtypes prefill returns);
 - `jax.jit` gives what eager execution gives;
 - with compute_dtype bfloat16 the outputs stay within a stated distance of float32's;
-- every declared SSM parameter (`ssm_parameters`) exists.
+- every declared SSM parameter (`ssm_parameters_of(config)`) exists.
 
 Tolerances (`TOLERANCES`) are fractions of the largest |output| (or |gradient|); a failure raises
 AssertionError naming the check, the measured error and its bound. Returns the measured errors.
@@ -64,7 +64,7 @@ def check_mixer(
     x_long = jax.random.normal(key_x, (batch, longest, d_model), jnp.float32)
     params = cls(config, shared).init(key_params, x_long[:, : min(longest, 8)])["params"]
     params = _perturbed(params, key_noise)
-    _check_ssm_parameters(cls, params)
+    _check_ssm_parameters(cls, config, params)
     errors: dict[str, float] = {}
     for length in lengths:
         x = x_long[:, :length]
@@ -72,7 +72,7 @@ def check_mixer(
         _check_shape(whole, x)
         errors["causality"] = max(errors.get("causality", 0.0),
                                   _causality(cls, config, shared, params, x))
-        for algorithm in type(config).ALGORITHMS:
+        for algorithm in config.algorithms:
             other = dataclasses.replace(config, algorithm=algorithm)
             _record(errors, "algorithms", whole, _whole(cls, other, shared, params, x),
                     f"algorithm={algorithm!r} against {getattr(config, 'algorithm', None)!r}, "
@@ -168,10 +168,10 @@ def _check_shape(y, x) -> None:
         )
 
 
-def _check_ssm_parameters(cls: type[Mixer], params) -> None:
+def _check_ssm_parameters(cls: type[Mixer], config, params) -> None:
     present = {"/".join(str(k.key) for k in path) for path, _ in
                jax.tree_util.tree_flatten_with_path(params)[0]}
-    missing = [name for name in cls.ssm_parameters if name not in present]
+    missing = [name for name in cls.ssm_parameters_of(config) if name not in present]
     if missing:
         raise AssertionError(
             f"check_mixer: ssm_parameters {missing} are not parameters of {cls.__name__} "

@@ -20,3 +20,16 @@ def test_bench_ssm_smoke_run(tmp_path):
     assert saved["state_passing"]["max_rel_err"] < 1e-5
     assert (tmp_path / "bench_ssm.png").stat().st_size > 0
     assert "| fft | forward | 32 |" in (tmp_path / "bench_ssm.md").read_text()
+
+
+def test_bench_ssm_selective_paths(tmp_path):
+    results = bench_ssm.main(["--batch", "2", "--channels", "4", "--selective-modes", "3",
+                              "--chunk", "8", "--repeats", "1", "--lengths", "32",
+                              "--paths", "s6_assoc_scan", "s6_chunked_scan", "s6_sequential",
+                              "--out", str(tmp_path)])
+    rows = {(r["path"], r["mode"]): r for r in results["rows"]}
+    assert len(rows) == 6 and all("median_s" in r for r in rows.values())
+    # float32 against the float64 recurrence over 32 steps.
+    assert all(r["max_rel_err"] < 1e-5 for r in rows.values() if r["mode"] == "forward")
+    assert results["state_passing"] is None and results["floor"] == {}
+    assert "| s6_chunked_scan | forward_backward | 32 |" in (tmp_path / "bench_ssm.md").read_text()

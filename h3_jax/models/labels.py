@@ -19,7 +19,8 @@ def ssm_parameter_paths(config: LMConfig) -> set[tuple[str, ...]]:
     """Every parameter path of the SSM dynamics of an LM with this config."""
     paths = set()
     for i in range(config.n_layer):
-        for name in mixer_of(config.layer_mixer(i)).ssm_parameters:
+        mixer_config = config.layer_mixer(i)
+        for name in mixer_of(mixer_config).ssm_parameters_of(mixer_config):
             paths.add((f"layers_{i}", "mixer", *name.split("/")))
     return paths
 
