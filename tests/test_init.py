@@ -64,8 +64,8 @@ def test_shift_ssm_init(maybe_jit):
 
 
 def test_init_errors_name_the_argument():
-    with pytest.raises(ValueError, match=r"init_A: argument 'kind' must be one of \('lin', 'inv'\), got 'legs'"):
-        ssm.init_A(2, 4, "legs")
+    with pytest.raises(ValueError, match=r"init_A: argument 'kind' must be one of \('lin', 'inv', 'legs'\), got 'legendre'"):
+        ssm.init_A(2, 4, "legendre")
     with pytest.raises(ValueError, match="'N' must be >= 1, got 0"):
         ssm.init_C(jax.random.key(0), 2, 0)
     with pytest.raises(ValueError, match="dt_min <= dt_max"):

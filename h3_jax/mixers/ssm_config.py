@@ -9,7 +9,7 @@ from h3_jax import validate
 from h3_jax.mixers.base import MixerConfig
 
 DISCRETIZATIONS = ("bilinear", "zoh")
-A_INITS = ("lin", "inv")
+A_INITS = ("lin", "inv", "legs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,8 @@ class DiagSSMConfig(MixerConfig):
     discretization: str = "bilinear"
     """"bilinear" or "zoh"."""
     A_init: str = "lin"
-    """Eigenvalue init: "lin" (S4D-Lin) or "inv" (S4D-Inv)."""
+    """Eigenvalue init: "lin" (S4D-Lin), "inv" (S4D-Inv) or "legs" (S4D-LegS: the normal part
+    of HiPPO-LegS)."""
     dt_min: float = 1e-3
     """Lower end of the log-uniform init of the step size dt."""
     dt_max: float = 1e-1

@@ -14,6 +14,8 @@ Three exact views of one diagonal SSM, each with its reference:
     parallel     diag_ssm_scan                    (reference: diag_ssm_recurrence)
     recurrent    diag_ssm_step
 and state passing (diag_ssm_state_passing) to run the convolution view chunk by chunk.
+HiPPO-LegS (hippo_legs, legendre_reconstruction) is where the diagonal inits come from
+(init_A: S4D-Lin, S4D-Inv, S4D-LegS).
 
 The selective SSM (Mamba's S6), whose dt, B and C depend on the input, has only the recurrence:
 selective_scan (reference: selective_recurrence) and selective_step.
@@ -21,6 +23,7 @@ selective_scan (reference: selective_recurrence) and selective_step.
 
 from h3_jax.ssm.conv import causal_conv, direct_causal_conv, fft_length, short_causal_conv
 from h3_jax.ssm.discretize import discretize
+from h3_jax.ssm.hippo import hippo_legs, legendre_reconstruction, legs_normal_eigenvalues
 from h3_jax.ssm.init import init_A, init_C, init_diag_ssm, init_log_dt, init_shift_ssm
 from h3_jax.ssm.kernels import diag_ssm_kernel, fit_length, shift_ssm_kernel, vandermonde
 from h3_jax.ssm.scan import diag_ssm_recurrence, diag_ssm_scan, diag_ssm_step
@@ -40,11 +43,14 @@ __all__ = [
     "discretize",
     "fft_length",
     "fit_length",
+    "hippo_legs",
     "init_A",
     "init_C",
     "init_diag_ssm",
     "init_log_dt",
     "init_shift_ssm",
+    "legendre_reconstruction",
+    "legs_normal_eigenvalues",
     "selective_recurrence",
     "selective_scan",
     "selective_step",

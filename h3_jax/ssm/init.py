@@ -13,8 +13,9 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from h3_jax.ssm._checks import choice, positive_int
+from h3_jax.ssm.hippo import legs_normal_eigenvalues
 
-A_INITS = ("lin", "inv")
+A_INITS = ("lin", "inv", "legs")
 
 
 def init_A(H: int, N: int, kind: str = "lin", dtype=jnp.complex64) -> Complex[Array, "H N"]:
@@ -22,14 +23,20 @@ def init_A(H: int, N: int, kind: str = "lin", dtype=jnp.complex64) -> Complex[Ar
 
     lin (S4D-Lin): w_n = pi n.
     inv (S4D-Inv): w_n = (2N/pi) (2N/(2n+1) - 1), the asymptotics of HiPPO-LegS.
+    legs (S4D-LegS, the official H3's "diag-legs"): the eigenvalues of the normal part of
+    HiPPO-LegS of size 2N with w > 0 (`hippo.legs_normal_eigenvalues`).
     """
     H = positive_int("init_A", "H", H)
     N = positive_int("init_A", "N", N)
     choice("init_A", "kind", kind, A_INITS)
     n = np.arange(N, dtype=np.float64)
     state = 2 * N
-    imag = math.pi * n if kind == "lin" else state / math.pi * (state / (2 * n + 1) - 1)
-    return jnp.asarray(np.broadcast_to(-0.5 + 1j * imag, (H, N)), dtype)
+    if kind == "legs":
+        A = legs_normal_eigenvalues(N)
+    else:
+        imag = math.pi * n if kind == "lin" else state / math.pi * (state / (2 * n + 1) - 1)
+        A = -0.5 + 1j * imag
+    return jnp.asarray(np.broadcast_to(A, (H, N)), dtype)
 
 
 def init_log_dt(
