@@ -146,6 +146,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from h3_jax.presets import DEFAULT_PRESET, get_preset
     from h3_jax.train import workdir as wd
     from h3_jax.train.config import apply_overrides
+    from h3_jax.train.lock import prepare_workdir
     from h3_jax.train.loop import train
 
     if args.resume:
@@ -166,7 +167,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
             "runs", f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
         if wd.has_run(workdir):
             raise ConfigError(f"{workdir} already holds a run; pass --resume or a new --workdir")
-        os.makedirs(workdir, exist_ok=True)
+        prepare_workdir(workdir)
     show = {"auto": None, "on": True, "off": False}[args.progress]
     print(f"{config.preset}: {config.train.steps} steps in {workdir}", flush=True)
     result = train(config, workdir, resume=args.resume, show_progress=show)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
 from h3_jax import models, tasks
@@ -157,11 +158,21 @@ def check(config: RunConfig) -> None:
             raise ConfigError(
                 f"train.{name}={getattr(t, name)} is not a multiple of train.steps_per_call={k}"
             )
+    for name in ("lr", "lr_ssm", "weight_decay", "weight_decay_ssm", "b1", "b2", "eps",
+                 "warmup_init_lr", "lr_min", "clip_norm"):
+        value = getattr(o, name)
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"optim.{name}={value} must be a finite number")
     if o.lr <= 0 or (o.lr_ssm is not None and o.lr_ssm <= 0):
         raise ConfigError("optim.lr and optim.lr_ssm must be positive")
-    for name in ("weight_decay", "weight_decay_ssm"):
+    for name in ("weight_decay", "weight_decay_ssm", "warmup_init_lr", "lr_min"):
         if getattr(o, name) < 0:
             raise ConfigError(f"optim.{name}={getattr(o, name)} must be >= 0")
+    for name in ("b1", "b2"):
+        if not 0 <= getattr(o, name) < 1:
+            raise ConfigError(f"optim.{name}={getattr(o, name)} must lie in [0, 1)")
+    if o.eps <= 0:
+        raise ConfigError(f"optim.eps={o.eps} must be positive")
     if not 0 <= o.warmup_steps <= t.steps:
         raise ConfigError(
             f"optim.warmup_steps={o.warmup_steps} must lie in [0, train.steps={t.steps}]"

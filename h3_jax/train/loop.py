@@ -27,6 +27,7 @@ from h3_jax.train import workdir as wd
 from h3_jax.train.checkpoint import Checkpoints
 from h3_jax.train.config import ConfigError, RunConfig, check
 from h3_jax.train.evaluate import Evaluator, eval_batch_size
+from h3_jax.train.lock import workdir_lock
 from h3_jax.train.metrics_log import (
     JsonlLog,
     NonFiniteLoss,
@@ -134,9 +135,18 @@ def train(
     least this. `deadline` (a `time.time()` value): the first evaluation past it saves a
     checkpoint and returns status "paused"; training again with `resume` continues there.
     Always ends by writing summary.json (status "completed", "paused", "interrupted" or
-    "diverged").
+    "diverged"). The run holds `workdir` (see `lock.py`): WorkdirBusy if another live process
+    trains there.
     """
     check(config)  # also for configs built in Python, which skip apply_overrides
+    # Process 0 holds the directory for every process of a multi-process run.
+    hold = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with hold:
+        return _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline,
+                      show_progress, echo)
+
+
+def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_progress, echo):
     t = config.train
     if seeds is None and resume and wd.has_run(workdir):
         seeds, data_seeds = wd.read_seeds(workdir)
