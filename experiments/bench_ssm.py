@@ -9,7 +9,7 @@ chunked associative scan, sequential scan.
 For each path and length: compile time, steady-state median of repeats (forward, and forward +
 backward), XLA's peak buffer memory for the compiled call, and the max error against a float64
 run (for S6: its sequential recurrence in float64). A path whose predicted time exceeds --max-seconds or whose memory exceeds --max-gib is
-skipped and reported as such. Writes bench_ssm.json, bench_ssm.md and bench_ssm.png to --out.
+skipped and reported as such. Writes <name>.json, .md and .png (name: bench_ssm) to --out.
 """
 
 from __future__ import annotations
@@ -360,6 +360,7 @@ def parse_args(argv=None):
     p.add_argument("--state-passing-length", type=int, default=2**20)
     p.add_argument("--state-passing-chunk", type=int, default=2**14)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="bench_ssm", help="stem of the three output files")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     args = p.parse_args(argv)
     if args.quick:
@@ -374,10 +375,11 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_ssm.json").write_text(json.dumps(results, indent=1, default=str))
-    write_markdown(results, args.out / "bench_ssm.md")
-    write_plot(results, args.out / "bench_ssm.png")
-    print((args.out / "bench_ssm.md").read_text())
+    stem = args.out / args.name
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    write_markdown(results, stem.with_suffix(".md"))
+    write_plot(results, stem.with_suffix(".png"))
+    print(stem.with_suffix(".md").read_text())
     return results
 
 
