@@ -159,10 +159,10 @@ class H3(Mixer):
     def _selection(self, x, P: int):
         """The S6's Selection read from x, and A, D, with every head's dt, A and D repeated
         over its P x P channels (the flat channel order of _flat)."""
-        sel = self.selective_ssm(x)
-        m = self.selective_ssm
-        return sel._replace(dt=_repeat_heads(sel.dt, P)), _repeat_heads(m.A.T, P).T, \
-            _repeat_heads(m.D, P)
+        s6 = self.selective_ssm
+        sel = s6(x)
+        A = _repeat_heads(s6.A.T, P).T  # (P P H, N)
+        return sel._replace(dt=_repeat_heads(sel.dt, P)), A, _repeat_heads(s6.D, P)
 
     def _sequence(self, x, with_state: bool = False):
         """(y, k, the inner SSM's state after x, or None) of a whole sequence."""
