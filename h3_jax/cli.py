@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"{config.preset}: {config.train.steps} steps in {workdir}", flush=True)
     result = train(config, workdir, resume=args.resume, show_progress=show)
     s = result.summary
-    if result.status == "diverged":
+    if result.status in ("diverged", "failed"):
         print(f"{PROG}: error: {result.error}", file=sys.stderr)
         return 1
     if result.status == "interrupted":

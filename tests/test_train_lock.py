@@ -86,3 +86,40 @@ def test_bad_optimizer_settings_exit_2_before_anything_runs(tmp_path, capsys, op
     assert main(["train", "tiny-ar", option, "--workdir", str(workdir)]) == 2
     assert capsys.readouterr().err == f"h3-jax: error: {message}\n"
     assert not workdir.exists() and time.perf_counter() - start < 30
+
+
+TINY = ["--model.d_model=8", "--model.n_layer=1", "--model.mixer.d_state=4", "--model.d_inner=16",
+        "--task.num_test_examples=8", "--train.eval_batch_size=8", "--optim.warmup_steps=2",
+        "--train.steps=12", "--train.steps_per_call=2", "--train.log_every=2",
+        "--train.checkpoint_every=4", "--train.eval_every=4", "--progress=off"]
+
+
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys,
+                                                                      monkeypatch):
+    # The second checkpoint's write fails as tensorstore reports a full disk (a ValueError out of
+    # orbax); the first one stays loadable, and the run resumes from it once there is room.
+    import orbax.checkpoint as ocp
+
+    original, calls = ocp.CheckpointManager.save, []
+
+    def save(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 2:
+            raise ValueError('RESOURCE_EXHAUSTED: Error writing local file "x": Failed to write '
+                             "15738 bytes to file 6: No space left on device [os_error_code='28']")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    workdir = tmp_path / "run"
+    assert main(["train", "tiny-ar", "--workdir", str(workdir), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "writing the checkpoint of step 8 (or the one before) failed: no space left on " \
+           "device; stopped (last complete checkpoint: step 4 in" in err
+    assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(ocp.CheckpointManager, "save", original)
+    assert main(["eval", "--workdir", str(workdir)]) == 0
+    assert "at step 4 (latest checkpoint)" in capsys.readouterr().out
+    assert main(["train", "--workdir", str(workdir), "--resume", "--progress=off"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming from step 4" in out and "at step 12" in out

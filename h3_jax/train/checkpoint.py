@@ -7,12 +7,31 @@ latest `keep` checkpoints and, besides them, the one with the best eval accuracy
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a lost mount); orbax writes each one to
+    a temporary directory and renames it when complete, so the earlier ones stay loadable."""
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    # orbax raises a write failure as OSError, or as ValueError("RESOURCE_EXHAUSTED: ...") from
+    # tensorstore, here or at the next save / wait (saves are asynchronous).
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        message = (str(err).splitlines() or [type(err).__name__])[0]
+        if "No space left on device" in str(err):
+            message = "no space left on device"
+        raise CheckpointWriteError(f"{what} failed: {message[:300]}") from err
 
 
 def _accuracy(metrics: Any) -> float:
@@ -40,14 +59,15 @@ class Checkpoints:
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Start an (asynchronous) save; `meta["eval_accuracy"]`, if set, ranks it for "best"."""
         accuracy = meta.get("eval_accuracy")
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-            metrics=None if accuracy is None else {"accuracy": accuracy},
-            force=True,
-        )
+        with _writing(f"writing the checkpoint of step {step} (or the one before)"):
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+                metrics=None if accuracy is None else {"accuracy": accuracy},
+                force=True,
+            )
 
     def steps(self) -> list[int]:
         return list(self.manager.all_steps())
@@ -80,7 +100,8 @@ class Checkpoints:
         return restored["state"], dict(restored["meta"])
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with _writing("writing the last checkpoint"):
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.close()

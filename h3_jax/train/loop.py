@@ -24,7 +24,7 @@ import numpy as np
 from h3_jax import models
 from h3_jax.train import formats
 from h3_jax.train import workdir as wd
-from h3_jax.train.checkpoint import Checkpoints
+from h3_jax.train.checkpoint import Checkpoints, CheckpointWriteError
 from h3_jax.train.config import ConfigError, RunConfig, check
 from h3_jax.train.evaluate import Evaluator, eval_batch_size
 from h3_jax.train.lock import workdir_lock
@@ -49,7 +49,7 @@ from h3_jax.train.sharding import check_divisible, make_data_mesh, replicate, sh
 @dataclasses.dataclass
 class RunResult:
     summary: dict[str, Any]
-    status: str  # "completed" | "paused" | "interrupted" | "diverged"
+    status: str  # "completed" | "paused" | "interrupted" | "diverged" | "failed" (a write)
     signal: int | None = None
     error: str | None = None
 
@@ -134,8 +134,9 @@ def train(
     `stop_at`: stop after the first evaluation at which every replica's test accuracy is at
     least this. `deadline` (a `time.time()` value): the first evaluation past it saves a
     checkpoint and returns status "paused"; training again with `resume` continues there.
-    Always ends by writing summary.json (status "completed", "paused", "interrupted" or
-    "diverged"). The run holds `workdir` (see `lock.py`): WorkdirBusy if another live process
+    Always ends by writing summary.json (status "completed", "paused", "interrupted",
+    "diverged", or "failed" when a checkpoint or log could not be written, e.g. on a full disk;
+    the earlier checkpoints stay loadable). The run holds `workdir` (see `lock.py`): WorkdirBusy if another live process
     trains there.
     """
     check(config)  # also for configs built in Python, which skip apply_overrides
@@ -255,11 +256,17 @@ def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_p
         where = "no checkpoint yet" if good is None else f"last good checkpoint: step {good}"
         error = f"{err}; stopped ({where} in {run.checkpoints.directory})"
         step = err.step
+    except (CheckpointWriteError, OSError) as err:
+        status, error = "failed", _write_failure(err, run)
     finally:
         bar.close()
-        run.checkpoints.wait()
+        try:
+            run.checkpoints.wait()
+        except CheckpointWriteError as err:
+            status, error = "failed", error or _write_failure(err, run)
     best_checkpoint = run.checkpoints.best_step()
-    run.checkpoints.close()
+    if status != "failed":
+        run.checkpoints.close()
     history = [r for r in read_jsonl(wd.path(workdir, wd.METRICS)) if r["kind"] == "eval"] \
         if run.is_main else []
     summary = {
@@ -278,9 +285,20 @@ def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_p
         "workdir": workdir,
     }
     if run.is_main:
-        log.close()
-        wd.write_json(wd.path(workdir, wd.SUMMARY), summary)
+        try:
+            log.close()
+            wd.write_json(wd.path(workdir, wd.SUMMARY), summary)
+        except OSError as err:  # the disk that failed a checkpoint may fail these too
+            error = f"{error or 'training stopped'}; summary.json not written ({err.strerror})"
     return RunResult(summary, status, stop_signal, error)
+
+
+def _write_failure(err: Exception, run) -> str:
+    """One line: what failed, and the checkpoint a resume would start from."""
+    what = err if isinstance(err, CheckpointWriteError) else f"writing failed: {err}"
+    good = run.checkpoints.latest_step()
+    where = "no checkpoint yet" if good is None else f"last complete checkpoint: step {good}"
+    return f"{what}; stopped ({where} in {run.checkpoints.directory})"
 
 
 class Rate:
