@@ -8,6 +8,7 @@ latest `keep` checkpoints and, besides them, the one with the best eval accuracy
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any, Iterator
 
@@ -32,6 +33,19 @@ def _writing(what: str) -> Iterator[None]:
         if "No space left on device" in str(err):
             message = "no space left on device"
         raise CheckpointWriteError(f"{what} failed: {message[:300]}") from err
+
+
+class _OrbaxErrorsReportedHere(logging.Filter):
+    """Drops orbax's own ERROR records (its background threads log each failed write with a
+    traceback): every failure they describe reaches the caller as a CheckpointWriteError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+_absl_logger = logging.getLogger("absl")
+if not any(isinstance(f, _OrbaxErrorsReportedHere) for f in _absl_logger.filters):
+    _absl_logger.addFilter(_OrbaxErrorsReportedHere())
 
 
 def _accuracy(metrics: Any) -> float:
@@ -104,4 +118,5 @@ class Checkpoints:
             self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.close()
+        with _writing("writing the last checkpoint"):
+            self.manager.close()

@@ -265,8 +265,10 @@ def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_p
         except CheckpointWriteError as err:
             status, error = "failed", error or _write_failure(err, run)
     best_checkpoint = run.checkpoints.best_step()
-    if status != "failed":
+    try:
         run.checkpoints.close()
+    except CheckpointWriteError as err:  # orbax raises a failed write once more on closing
+        status, error = "failed", error or _write_failure(err, run)
     history = [r for r in read_jsonl(wd.path(workdir, wd.METRICS)) if r["kind"] == "eval"] \
         if run.is_main else []
     summary = {
