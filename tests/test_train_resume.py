@@ -146,6 +146,32 @@ def test_four_fake_devices_follow_the_single_device_loss_trajectory(
                                    rtol=rtol, atol=atol, err_msg=key)
 
 
+def test_a_checkpoint_moves_between_device_counts(tmp_path, env, uninterrupted):
+    # Killed on 4 devices past its first checkpoint, resumed on 1: orbax restores the state
+    # into the new (single-device) shardings and the run ends on the 1-device trajectory
+    # (tolerances as for the sharded run above); `eval` reads the result on 2 devices.
+    workdir = tmp_path / "moved"
+    four = env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    code, _, err = start_and_signal(workdir, four, signal.SIGKILL, 0)
+    assert code == -signal.SIGKILL, err
+    done = run(workdir, env, "--resume")
+    assert done.returncode == 0, done.stderr
+    resumed_at = int(done.stdout.split("resuming from step ")[1].split()[0])
+    assert 0 < resumed_at < 300
+    one, moved = records(uninterrupted, "train"), records(workdir, "train")
+    assert [r["step"] for r in moved] == [r["step"] for r in one]
+    for key, rtol in (("loss", 1e-4), ("grad_norm", 1e-3)):
+        np.testing.assert_allclose([r[key] for r in moved], [r[key] for r in one], rtol=rtol,
+                                   err_msg=key)
+    two = env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    evaluated = subprocess.run([sys.executable, "-m", "h3_jax.cli", "eval", "--workdir",
+                                str(workdir)], env=two, capture_output=True, text=True,
+                               timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert f"test accuracy {summary['test_accuracy'][0]:.4f}" in evaluated.stdout
+
+
 def test_micro_batches_on_two_fake_devices_follow_the_whole_batch(tmp_path, env):
     # Without dropout the summed slice gradients are the whole batch's gradient; each slice is
     # itself split over the devices. Tolerances as for the sharded run above.
