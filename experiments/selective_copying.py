@@ -48,7 +48,8 @@ def summarize(data: dict) -> dict:
             "final_mean": float(final.mean()), "mamba_table_1": MAMBA_TABLE_1[data["cell"]]}
 
 
-def markdown(cells: dict[str, dict]) -> list[str]:
+def markdown(cells: dict[str, dict], notes: str) -> list[str]:
+    """The report's lines; the file `notes`, if present (budget, findings), follows the table."""
     any_cell = next(iter(cells.values()))
     task = any_cell["config"]["task"]
     lines = [
@@ -70,7 +71,6 @@ def markdown(cells: dict[str, dict]) -> list[str]:
             f"| {', '.join(f'{a:.1f}' for a in s['best_per_seed'])} | {s['best_mean']:.1f} "
             f"| {s['final_mean']:.1f} | {s['mamba_table_1']:.1f} | {data['elapsed_s']:.0f} "
             f"| {data['steps_per_s']:.2f} |")
-    notes = os.path.join(os.path.dirname(__file__), "results", "selective_copying_notes.md")
     if os.path.exists(notes):
         with open(notes) as f:
             lines += ["", f.read().strip()]
@@ -107,7 +107,8 @@ def write_report(cell_dir: str, stem: str) -> list[str]:
     if not cells:
         return []
     summary = {c: summarize(d) for c, d in cells.items()}
-    written = write_markdown_and_json(stem, markdown(cells), {"summary": summary, "cells": cells})
+    lines = markdown(cells, stem + "_notes.md")
+    written = write_markdown_and_json(stem, lines, {"summary": summary, "cells": cells})
     figure = plot(cells, stem + ".png")
     return written + ([figure] if figure else [])
 
