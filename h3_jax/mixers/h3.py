@@ -68,7 +68,7 @@ class H3Config(DiagSSMConfig):
 
     @property
     def algorithms(self) -> tuple[str, ...]:
-        return self.SELECTIVE_ALGORITHMS if self.inner_ssm == "s6" else ("fft", "scan")
+        return self.SELECTIVE_ALGORITHMS if self.inner_ssm == "s6" else DiagSSMConfig.ALGORITHMS
 
     def rank_of_dt(self, d_model: int) -> int:
         """R: dt_rank, or ceil(d_model / 16) when it is 0."""

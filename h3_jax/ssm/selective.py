@@ -51,6 +51,11 @@ def _check(fn: str, seqs, A, D, x0, x0_name: str):
     return dtype, x0.astype(dtype)
 
 
+def _sequences(u, dt, B, C):
+    """(name, array, shape spec) of the per-step inputs of a whole sequence, for `_check`."""
+    return [("u", u, "... L H"), ("dt", dt, "... L H"), ("B", B, "... L N"), ("C", C, "... L N")]
+
+
 def _readout(C, x, D, u):
     """y[..., h] = sum_n C[..., n] x[..., h, n] (+ D[h] u[..., h])."""
     y = jnp.einsum("...hn,...n->...h", x, C, precision=HIGHEST)
@@ -85,7 +90,7 @@ def selective_scan(
     its states.
     """
     fn = "selective_scan"
-    seqs = [("u", u, "... L H"), ("dt", dt, "... L H"), ("B", B, "... L N"), ("C", C, "... L N")]
+    seqs = _sequences(u, dt, B, C)
     dtype, x0 = _check(fn, seqs, A, D, x0, "x0")
     u, dt, A, B, C = (x.astype(dtype) for x in (u, dt, A, B, C))
     D = None if D is None else D.astype(dtype)
@@ -133,7 +138,7 @@ def selective_recurrence(
     x0: Float[Array, "... H N"] | None = None,
 ) -> tuple[Float[Array, "... L H"], Float[Array, "... H N"]]:
     """Reference for `selective_scan`: one step at a time with `jax.lax.scan` -> (y, x_last)."""
-    seqs = [("u", u, "... L H"), ("dt", dt, "... L H"), ("B", B, "... L N"), ("C", C, "... L N")]
+    seqs = _sequences(u, dt, B, C)
     _, x0 = _check("selective_recurrence", seqs, A, D, x0, "x0")
 
     def step(x, inputs):
