@@ -101,19 +101,33 @@ def build_parser(with_options_help: bool = False) -> Parser:
                        help="continue the run in --workdir from its latest checkpoint")
     train.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                        help="progress bar (auto: only when stderr is a terminal)")
-    train.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host runs)")
+    add_process_arguments(train)
     evaluate = commands.add_parser("eval", help="test accuracy of a run's checkpoint")
     evaluate.add_argument("--workdir", required=True, help="run directory")
     evaluate.add_argument("--checkpoint", default="latest",
                           help="latest (default), best (highest eval accuracy) or a step number")
-    evaluate.add_argument("--distributed", action="store_true",
-                          help="call jax.distributed.initialize() first (multi-host runs)")
+    add_process_arguments(evaluate)
     commands.add_parser("presets", help="list the presets, one line each")
     from h3_jax.convert.cli import add_convert_subcommand
+    from h3_jax.launch import add_launch_subcommand
 
     add_convert_subcommand(commands)
+    add_launch_subcommand(commands)
     return parser
+
+
+def add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that make this process one of a multi-process run (see h3_jax/launch.py)."""
+    group = parser.add_argument_group(
+        "multi-process runs", "one process per host (or h3-jax launch on one machine); "
+        "every process gets the same command and --workdir")
+    group.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run; under SLURM, Open MPI or on a Cloud TPU "
+                            "pod slice the options below are read from the cluster")
+    group.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0 (implies --distributed)")
+    group.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
 
 
 def split_overrides(extra: Sequence[str]) -> list[str]:
@@ -144,6 +158,7 @@ def cmd_presets() -> int:
 
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from h3_jax.presets import DEFAULT_PRESET, get_preset
+    from h3_jax.train import processes
     from h3_jax.train import workdir as wd
     from h3_jax.train.config import apply_overrides
     from h3_jax.train.lock import prepare_workdir
@@ -161,6 +176,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
                               f"{wd.path(args.workdir, wd.CONFIG)}; drop the overrides")
         workdir = args.workdir
     else:
+        if not args.workdir and processes.count() > 1:
+            raise ConfigError("a multi-process run needs --workdir (the same on every process)")
         preset = args.preset or DEFAULT_PRESET
         config = apply_overrides(get_preset(preset), overrides)
         workdir = args.workdir or os.path.join(
@@ -169,29 +186,36 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
             raise ConfigError(f"{workdir} already holds a run; pass --resume or a new --workdir")
         prepare_workdir(workdir)
     show = {"auto": None, "on": True, "off": False}[args.progress]
-    print(f"{config.preset}: {config.train.steps} steps in {workdir}", flush=True)
-    result = train(config, workdir, resume=args.resume, show_progress=show)
+    say = print if processes.is_main() else _quiet
+    say(f"{config.preset}: {config.train.steps} steps in {workdir}", flush=True)
+    result = train(config, workdir, resume=args.resume, show_progress=show, echo=say)
     s = result.summary
     if result.status in ("diverged", "failed"):
         print(f"{PROG}: error: {result.error}", file=sys.stderr)
         return 1
     if result.status == "interrupted":
-        print(f"stopped at step {s['final_step']}; checkpoint saved; continue with "
-              f"{PROG} train --workdir {workdir} --resume")
+        say(f"stopped at step {s['final_step']}; checkpoint saved; continue with "
+            f"{PROG} train --workdir {workdir} --resume")
         return 128 + (result.signal or 0)
-    print(f"test accuracy {_values(s['test_accuracy'])} at step {s['final_step']} "
-          f"(train loss {_values(s['train_loss'])}; {workdir}/summary.json)")
+    say(f"test accuracy {_values(s['test_accuracy'])} at step {s['final_step']} "
+        f"(train loss {_values(s['train_loss'])}; {workdir}/summary.json)")
     return 0
 
 
+def _quiet(*args, **kwargs) -> None:
+    """`print` on processes other than 0 of a multi-process run: the run speaks once."""
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    from h3_jax.train import processes
     from h3_jax.train import workdir as wd
     from h3_jax.train.restore import evaluate_checkpoint
 
     if not wd.has_run(args.workdir):
         raise ConfigError(f"no run in {args.workdir} ({wd.CONFIG} not found)")
     step, which, result = evaluate_checkpoint(args.workdir, args.checkpoint)
-    print(f"test accuracy {_values(result['accuracy'])} (loss {_values(result['loss'])}) "
+    say = print if processes.is_main() else _quiet
+    say(f"test accuracy {_values(result['accuracy'])} (loss {_values(result['loss'])}) "
           f"at step {step} ({which} checkpoint)")
     return 0
 
@@ -210,10 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if getattr(args, "distributed", False):
-            import jax
+        if getattr(args, "distributed", False) or getattr(args, "coordinator", None):
+            from h3_jax.train import processes
 
-            jax.distributed.initialize()
+            processes.initialize(args.coordinator, args.num_processes, args.process_id)
         if args.command == "presets":
             if extra:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -222,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "eval":
             return cmd_eval(args)
-        if args.command == "convert":
+        if args.command in ("convert", "launch"):
             return args.run(args)
         return cmd_train(args, split_overrides(extra))
     except UsageError as err:

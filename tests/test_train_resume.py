@@ -147,25 +147,33 @@ def test_four_fake_devices_follow_the_single_device_loss_trajectory(
 
 
 def test_a_checkpoint_moves_between_device_counts(tmp_path, env, uninterrupted):
-    # Killed on 4 devices past its first checkpoint, resumed on 1: orbax restores the state
-    # into the new (single-device) shardings and the run ends on the 1-device trajectory
-    # (tolerances as for the sharded run above); `eval` reads the result on 2 devices.
+    # Killed past a checkpoint on 4 devices, resumed on 1, killed again, resumed on 4, then on
+    # 2, then on 4 to the end: orbax restores each state into the new shardings and the run
+    # ends on the 1-device trajectory (tolerances as for the sharded run above); `eval` reads
+    # the result on 2 devices.
     workdir = tmp_path / "moved"
-    four = env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    code, _, err = start_and_signal(workdir, four, signal.SIGKILL, 0)
-    assert code == -signal.SIGKILL, err
-    done = run(workdir, env, "--resume")
+    on = {n: env | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"} for n in (2, 4)}
+    on[1] = env
+    legs, after = [4, 1, 4, 2], 0
+    for n in legs:
+        code, _, err = start_and_signal(workdir, on[n], signal.SIGKILL, after,
+                                        *(["--resume"] if after else []))
+        assert code == -signal.SIGKILL, err
+        saved = max(int(p.name) for p in (workdir / "checkpoints").iterdir()
+                    if p.name.isdigit())
+        assert after < saved < 300, (n, after, saved)
+        after = saved
+    done = run(workdir, on[4], "--resume")
     assert done.returncode == 0, done.stderr
     resumed_at = int(done.stdout.split("resuming from step ")[1].split()[0])
-    assert 0 < resumed_at < 300
+    assert resumed_at == after
     one, moved = records(uninterrupted, "train"), records(workdir, "train")
     assert [r["step"] for r in moved] == [r["step"] for r in one]
     for key, rtol in (("loss", 1e-4), ("grad_norm", 1e-3)):
         np.testing.assert_allclose([r[key] for r in moved], [r[key] for r in one], rtol=rtol,
                                    err_msg=key)
-    two = env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     evaluated = subprocess.run([sys.executable, "-m", "h3_jax.cli", "eval", "--workdir",
-                                str(workdir)], env=two, capture_output=True, text=True,
+                                str(workdir)], env=on[2], capture_output=True, text=True,
                                timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads((workdir / "summary.json").read_text())

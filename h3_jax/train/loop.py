@@ -22,12 +22,12 @@ import jax
 import numpy as np
 
 from h3_jax import models
-from h3_jax.train import formats
+from h3_jax.train import formats, processes
 from h3_jax.train import workdir as wd
 from h3_jax.train.checkpoint import Checkpoints, CheckpointWriteError
 from h3_jax.train.config import ConfigError, RunConfig, check
 from h3_jax.train.evaluate import Evaluator, eval_batch_size
-from h3_jax.train.lock import workdir_lock
+from h3_jax.train.lock import WorkdirBusy, workdir_lock
 from h3_jax.train.metrics_log import (
     JsonlLog,
     NonFiniteLoss,
@@ -100,7 +100,7 @@ class Run:
         self.checkpoints = Checkpoints(
             wd.path(workdir, wd.CHECKPOINTS), t.keep_checkpoints, read_only=read_only
         )
-        self.is_main = jax.process_index() == 0
+        self.is_main = processes.is_main()
 
     def fresh_state(self) -> Any:
         state = init_replicas(self.model, self.tx, self.seeds, self.config.task.seq_len)
@@ -140,9 +140,17 @@ def train(
     trains there.
     """
     check(config)  # also for configs built in Python, which skip apply_overrides
-    # Process 0 holds the directory for every process of a multi-process run.
-    hold = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
-    with hold:
+    with contextlib.ExitStack() as hold:
+        busy = None
+        if processes.is_main():  # process 0 holds the directory for every process of the run
+            try:
+                hold.enter_context(workdir_lock(workdir))
+            except ConfigError as err:
+                busy = err
+        # Every process stops here until all have passed their checks, so none sees the files
+        # process 0 is about to write; and all stop together if process 0 cannot hold workdir.
+        if processes.any_process(busy is not None):
+            raise busy or WorkdirBusy(f"workdir {workdir}: process 0 of this run cannot hold it")
         return _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline,
                       show_progress, echo)
 
@@ -197,8 +205,12 @@ def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_p
     try:
         with stop_on_signals() as flag:
             while step < t.steps and not reached(last_eval, stop_at):
-                if flag["signal"] is not None:
-                    stop_signal, status = flag["signal"], "interrupted"
+                # Processes agree on a signal (any one may have it) through a collective, once
+                # per log window: it costs milliseconds.
+                agree = processes.count() == 1 or step % t.log_every == 0
+                stop_signal = processes.first_signal(flag["signal"]) if agree else None
+                if stop_signal is not None:
+                    status = "interrupted"
                     timing["train_s"] += time.perf_counter() - mark
                     if run.checkpoints.latest_step() != step:
                         save(step, None)
@@ -241,7 +253,8 @@ def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_p
                     eval_window = Window()
                     mark = time.perf_counter()
                     timing["eval_s"] += mark - now
-                pause = eval_now and deadline is not None and time.time() > deadline
+                pause = (eval_now and deadline is not None
+                         and processes.any_process(time.time() > deadline))
                 done = step == t.steps or reached(last_eval, stop_at)
                 if eval_now or step % t.checkpoint_every == 0:
                     save(step, None if result is None else result["accuracy"])
