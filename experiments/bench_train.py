@@ -28,7 +28,7 @@ from h3_jax.presets import get_preset
 from h3_jax.train.config import apply_overrides
 from h3_jax.train.data import TrainData
 from h3_jax.train.optim import make_optimizer
-from h3_jax.train.sharding import make_data_mesh, replicate, shard_batch
+from h3_jax.train.sharding import make_mesh, replicate, shard_batch
 from h3_jax.train.step import init_train_state, make_train_step
 from h3_jax.train.workdir import environment
 
@@ -42,7 +42,7 @@ SETTINGS = {
 def bench(mixer: str, setting: str, steps_per_call: int, seconds: float) -> dict:
     config = apply_overrides(get_preset(f"{mixer}-ar"), SETTINGS[setting])
     t = config.train
-    mesh = make_data_mesh()
+    mesh = make_mesh()
     model = models.LM(config.model)
     tx, schedule = make_optimizer(config.optim, t.steps, config.model)
     state = replicate(jax.jit(lambda: init_train_state(model, tx, t.seed, config.task.seq_len))(), mesh)

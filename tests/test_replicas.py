@@ -19,7 +19,7 @@ from h3_jax.train.replicas import (
     make_replica_train_step,
     unstack_tree,
 )
-from h3_jax.train.sharding import make_data_mesh
+from h3_jax.train.sharding import make_mesh
 from h3_jax.train.step import make_train_step
 
 # A small H3 on the paper's AR task, dropout on (the per-replica RNG is under test).
@@ -53,7 +53,7 @@ def test_replicas_equal_separate_runs(micro_batches):
         state, metrics = step_fn(state, data.chunk(step, t.steps_per_call))
         losses.append(np.asarray(metrics["loss"]))
     losses = np.concatenate(losses, axis=1)  # (R, steps)
-    evaluate = Evaluator(make_replica_eval_step(model), data.tests, 16, make_data_mesh())
+    evaluate = Evaluator(make_replica_eval_step(model), data.tests, 16, make_mesh())
     accuracy = evaluate(state["params"])["accuracy"]
 
     single_step = make_train_step(model, tx, schedule, micro_batches=micro_batches)
@@ -72,7 +72,7 @@ def test_replicas_equal_separate_runs(micro_batches):
         assert int(mine["step"]) == int(single["step"]) == t.steps
         for a, b in zip(jax.tree.leaves(mine["params"]), jax.tree.leaves(single["params"])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), RTOL, ATOL)
-        reference = Evaluator(single_eval, [single_data.test], 16, make_data_mesh())
+        reference = Evaluator(single_eval, [single_data.test], 16, make_mesh())
         one = jax.tree.map(lambda leaf: leaf[None], single["params"])
         assert abs(accuracy[r] - reference(one)["accuracy"][0]) < 1e-6
 

@@ -6,6 +6,7 @@ as (..., 2) real arrays of (real, imaginary) parts, log_dt, and the skip term D.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float
 
 from h3_jax import ssm
+from h3_jax.layers import seq_mesh
 
 # Up to this length the diagonal convolution runs as one Toeplitz matmul per channel; beyond it,
 # by FFT. The crossover, forward + backward on a 2-core CPU (B L = 32768, H = 64), lies
@@ -94,7 +96,24 @@ def diag_conv(u: Float[Array, "... L H"], K: Float[Array, "H L"], D: Float[Array
 def sequence(
     dyn: DiagDynamics, u: Float[Array, "... L H"], algorithm: str
 ) -> Float[Array, "... L H"]:
-    """The SSM over a whole sequence from zero state: "fft" (kernel + convolution) or "scan"."""
+    """The SSM over a whole sequence from zero state: "fft" (kernel + convolution) or "scan".
+    Under a mesh with a `seq` axis each device runs its own stretch of the sequence and the
+    devices pass the state on (see h3_jax.ssm.seq_parallel)."""
+    if seq_mesh.seq_shards() > 1:
+        return seq_mesh.over_length(partial(_length_shard, algorithm=algorithm), dyn, u)
+    return _whole(dyn, u, algorithm)
+
+
+def _length_shard(dyn: DiagDynamics, u: Float[Array, "... T H"], algorithm: str):
+    """This device's output: its chunk from zero state plus the free response of the state the
+    earlier devices' chunks leave."""
+    y = _whole(dyn, u, algorithm)
+    x_last = final_state(dyn, u)
+    x_in = ssm.seq_parallel.incoming_state(dyn.dA, x_last, u.shape[-2], seq_mesh.SEQ_AXIS)
+    return y + ssm.diag_ssm_state_output(dyn.dA, dyn.C, x_in, u.shape[-2]).astype(y.dtype)
+
+
+def _whole(dyn: DiagDynamics, u: Float[Array, "... L H"], algorithm: str):
     if algorithm == "scan":
         y, _ = ssm.diag_ssm_scan(dyn.dA, dyn.dB, dyn.C, u)
         return y + dyn.D * u

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from h3_jax import ssm
+from h3_jax.layers import seq_mesh
 
 
 class ShiftFilter(NamedTuple):
@@ -43,7 +44,17 @@ class ShiftSSM(nn.Module):
 
 
 def sequence(filt: ShiftFilter, u: Float[Array, "... L H"]) -> Float[Array, "... L H"]:
+    """The filter over a whole sequence; under a mesh with a `seq` axis, per length shard with
+    the previous shard's last N - 1 inputs handed over."""
+    if seq_mesh.seq_shards() > 1:
+        return seq_mesh.over_length(_length_shard, filt, u)
     return ssm.short_causal_conv(u, filt.K, filt.D)
+
+
+def _length_shard(filt: ShiftFilter, u: Float[Array, "... T H"]) -> Float[Array, "... T H"]:
+    width = filt.K.shape[-1] - 1
+    extended = ssm.seq_parallel.with_halo(u, width, seq_mesh.SEQ_AXIS)
+    return ssm.short_causal_conv(extended, filt.K, filt.D)[..., width:, :]
 
 
 def final_state(u: Float[Array, "... L H"], n_taps: int) -> Float[Array, "... H N"]:

@@ -13,7 +13,8 @@ Three exact views of one diagonal SSM, each with its reference:
                  short_causal_conv for short filters such as the shift SSM's)
     parallel     diag_ssm_scan                    (reference: diag_ssm_recurrence)
     recurrent    diag_ssm_step
-and state passing (diag_ssm_state_passing) to run the convolution view chunk by chunk.
+and state passing (diag_ssm_state_passing) to run the convolution view chunk by chunk, or,
+with the length split over devices, device by device (seq_parallel).
 HiPPO-LegS (hippo_legs, legendre_reconstruction) is where the diagonal inits come from
 (init_A: S4D-Lin, S4D-Inv, S4D-LegS).
 
@@ -21,6 +22,7 @@ The selective SSM (Mamba's S6), whose dt, B and C depend on the input, has only 
 selective_scan (reference: selective_recurrence) and selective_step.
 """
 
+from h3_jax.ssm import seq_parallel
 from h3_jax.ssm.conv import causal_conv, direct_causal_conv, fft_length, short_causal_conv
 from h3_jax.ssm.discretize import discretize
 from h3_jax.ssm.hippo import hippo_legs, legendre_reconstruction, legs_normal_eigenvalues
@@ -54,6 +56,7 @@ __all__ = [
     "selective_recurrence",
     "selective_scan",
     "selective_step",
+    "seq_parallel",
     "shift_ssm_kernel",
     "short_causal_conv",
     "vandermonde",

@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0  # seed of parameter init and dropout
     steps_per_call: int = 1  # optimizer steps fused into one compiled call (lax.scan)
     micro_batches: int = 1  # slices of the batch whose gradients each step adds up, one at a time
+    seq_shards: int = 1  # devices each sequence's length is split over (sequence parallelism)
     log_every: int = 100  # steps between metric lines (averaged over the window)
     eval_every: int = 1_000  # steps between test-set evaluations (0 = only at the end)
     eval_batch_size: int = 500  # examples per evaluation call (rounded up to the devices)
@@ -140,8 +141,8 @@ def resolve(config: RunConfig, explicit_model_keys: set[str] = frozenset()) -> R
 def check(config: RunConfig) -> None:
     """Raise ConfigError for settings that cannot work together."""
     t, o = config.train, config.optim
-    positive = ("steps", "batch_size", "steps_per_call", "micro_batches", "log_every",
-                "eval_batch_size", "checkpoint_every", "keep_checkpoints")
+    positive = ("steps", "batch_size", "steps_per_call", "micro_batches", "seq_shards",
+                "log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
     for name in positive:
         if getattr(t, name) <= 0:
             raise ConfigError(f"train.{name} must be positive, got {getattr(t, name)}")
@@ -152,6 +153,7 @@ def check(config: RunConfig) -> None:
             f"train.batch_size={t.batch_size} is not a multiple of "
             f"train.micro_batches={t.micro_batches}"
         )
+    check_seq_shards(config)
     k = t.steps_per_call
     for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
         if getattr(t, name) % k:
@@ -181,6 +183,20 @@ def check(config: RunConfig) -> None:
         raise ConfigError(f"optim.lr_min={o.lr_min} exceeds optim.lr={o.lr}")
     if o.clip_norm is not None and o.clip_norm <= 0:
         raise ConfigError(f"optim.clip_norm must be positive or none, got {o.clip_norm}")
+
+
+def check_seq_shards(config: RunConfig) -> None:
+    """Each device's stretch of the sequence must be whole and at least as long as the shift
+    SSM's filter (its halo comes from the previous device only)."""
+    S, L = config.train.seq_shards, config.task.seq_len
+    if S == 1:
+        return
+    if L % S:
+        raise ConfigError(f"train.seq_shards={S} does not divide task.seq_len={L}")
+    taps = getattr(config.model.mixer, "d_state", 0)
+    if L // S < taps:
+        raise ConfigError(f"train.seq_shards={S} leaves {L // S} steps per device, fewer than "
+                          f"the shift SSM's {taps} taps (model.mixer.d_state)")
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from h3_jax.train.replicas import (
     make_replica_eval_step,
     make_replica_train_step,
 )
-from h3_jax.train.sharding import check_divisible, make_data_mesh, replicate, shard_batch
+from h3_jax.train.sharding import check_divisible, make_mesh, replicate, shard_batch, with_mesh
 
 
 @dataclasses.dataclass
@@ -84,17 +84,18 @@ class Run:
         self.seeds, self.data_seeds = list(seeds), list(data_seeds)
         if len(self.seeds) != len(self.data_seeds) or not self.seeds:
             raise ConfigError(f"{len(self.seeds)} seeds but {len(self.data_seeds)} data seeds")
-        self.mesh = make_data_mesh()
+        self.mesh = make_mesh(t.seq_shards)
         check_divisible(t.batch_size // t.micro_batches, self.mesh,
                         "train.batch_size / train.micro_batches")
         self.model = models.LM(config.model)
         self.tx, self.lr_schedule = make_optimizer(config.optim, t.steps, config.model)
         self.data = ReplicaData(config.task, t.data, self.data_seeds, t.batch_size)
-        self.train_steps = make_replica_train_step(
+        self.train_steps = with_mesh(self.mesh, make_replica_train_step(
             self.model, self.tx, self.lr_schedule, self.data.labels_per_example, t.micro_batches
-        )
+        ))
         self.evaluate = Evaluator(
-            make_replica_eval_step(self.model, self.data.test_labels_per_example),
+            with_mesh(self.mesh, make_replica_eval_step(self.model,
+                                                        self.data.test_labels_per_example)),
             self.data.tests, eval_batch_size(t.eval_batch_size, self.mesh), self.mesh,
         )
         self.checkpoints = Checkpoints(
