@@ -86,7 +86,7 @@ def generation_runner(kind: str, context: int, B: int, D: int, steps: int):
     from h3_jax import generate as gen
 
     params = jax.jit(LM(config).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
-    state = gen.init_train_state(config, B, max_len=context + steps)
+    state = gen.init_state(config, B, max_len=context + steps)
     # The cost of a step does not depend on the cached values, only on their number.
     state = jax.tree_util.tree_map(lambda a: a + 0.01 if a.ndim > 0 else a, state)
     state["position"] = jnp.asarray(context, jnp.int32)

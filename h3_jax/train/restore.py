@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
+
+import jax
 
 from h3_jax.train import workdir as wd
 from h3_jax.train.checkpoint import Checkpoints
@@ -31,6 +35,10 @@ def load_state(workdir: str, which: str = "latest") -> tuple[Run, Any, int, str]
     """(run, train state (leaves (R, ...)), step, description) of a checkpoint of the run in
     `workdir`."""
     config = wd.read_config(workdir)
+    # Any device count reads any checkpoint: the length splits as far as these devices allow.
+    shards = math.gcd(config.train.seq_shards, jax.device_count())
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                   seq_shards=shards))
     run = Run(config, workdir, *wd.read_seeds(workdir), read_only=True)
     try:
         step, description = pick_step(run.checkpoints, which)
