@@ -9,10 +9,6 @@ import pytest
 
 from h3_jax.cli import main
 
-# One worker runs the whole module (README: --dist loadgroup), so the module-wide fixture
-# `tiny_ar_run` trains once.
-pytestmark = pytest.mark.xdist_group("test_train_learns")
-
 
 @pytest.fixture(scope="module")
 def tiny_ar_run(tmp_path_factory):

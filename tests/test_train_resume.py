@@ -33,10 +33,6 @@ RUN_ARGS = [
 ]
 TRAIN_KEYS = ("loss", "accuracy", "grad_norm", "lr")
 
-# One worker runs the whole module (README: --dist loadgroup), so the module-wide fixture
-# `uninterrupted` trains once.
-pytestmark = pytest.mark.xdist_group("test_train_resume")
-
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
