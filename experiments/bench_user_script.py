@@ -1,0 +1,155 @@
+"""A researcher's own train step against the library's, each in fresh processes.
+
+    python experiments/bench_user_script.py            # 3 rounds of every way
+    python experiments/bench_user_script.py --rounds 1
+
+The model is the 2-layer H3 LM (d_model 64, d_inner 256, vocabulary 30) at L = 1024, batch
+32, AdamW. The ways, each a new Python process, run in turns so that a busy machine slows all
+of them alike:
+- "own step, glibc defaults": a hand-written `jax.jit` step around `h3_jax.models.LM` with
+  `H3_JAX_MALLOC=0`, i.e. the C library's allocator as it comes;
+- "own step, nothing set": the same script as a user runs it (`import h3_jax` tunes the
+  allocator; see h3_jax/malloc.py);
+- "as the CLI": `h3_jax.train.make_train_step` in the environment `h3-jax train` runs in
+  (2 MiB pages as well, see h3_jax/hugepages.py).
+Each process reports the median of 5 timed rounds of 5 steps after a compiling call. Writes
+bench_user_script.json, .md and .png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reports import cpu_line, pyplot, save_figure, write_markdown_and_json  # noqa: E402
+
+from h3_jax.train.workdir import environment  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+B, L = 32, 1024
+
+COMMON = f"""
+import time
+import jax, jax.numpy as jnp, numpy as np, optax
+from h3_jax.models import LM, LMConfig
+config = LMConfig(vocab_size=30, d_model=64, n_layer=2, d_inner=256)
+model, tx = LM(config), optax.adamw(5e-4, weight_decay=0.1)
+tokens = jnp.asarray(np.random.default_rng(0).integers(0, 30, ({B}, {L} + 1)), jnp.int32)
+
+def report(step, *carry):
+    carry = step(*carry)
+    jax.block_until_ready(carry)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(5):
+            carry = step(*carry)
+        jax.block_until_ready(carry)
+        times.append((time.perf_counter() - start) / 5)
+    print({B} * {L} / statistics.median(times))
+import statistics
+"""
+
+# What a user writes: their own loss and a jitted step, dropout on as in training.
+OWN_STEP = COMMON + """
+params = model.init(jax.random.key(0), tokens[:1, :8])["params"]
+
+@jax.jit
+def step(params, opt_state, key):
+    key, dropout = jax.random.split(key)
+    def loss(p):
+        logits = model.apply({"params": p}, tokens[:, :-1], train=True,
+                             rngs={"dropout": dropout})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+    grads = jax.grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, key
+
+report(step, params, tx.init(params), jax.random.key(1))
+"""
+
+LIBRARY_STEP = COMMON + """
+from h3_jax import tasks
+from h3_jax.train import make_train_step
+from h3_jax.train.step import init_train_state
+batch = tasks.Batch(tokens[None, :, :-1], tokens[None, :, 1:], jnp.ones((1, 32, 1024), bool))
+train_step = make_train_step(model, tx, lambda step: 5e-4)
+report(lambda state: (train_step(state, batch)[0],), init_train_state(model, tx, 1, 8))
+"""
+
+WAYS = {
+    "own step, glibc defaults": (OWN_STEP, {"H3_JAX_MALLOC": "0"}),
+    "own step, nothing set": (OWN_STEP, {}),
+    "as the CLI": (LIBRARY_STEP, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+}
+
+
+def run_once(code: str, extra_env: dict[str, str]) -> float:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("H3_JAX_MALLOC", "GLIBC_TUNABLES")} | extra_env
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def markdown(result: dict) -> str:
+    base = result["ways"]["own step, glibc defaults"]["median"]
+    cli = result["ways"]["as the CLI"]["median"]
+    lines = [
+        "# A researcher's own train step against the library's",
+        "",
+        f"`python experiments/bench_user_script.py --rounds {result['rounds']}`; "
+        f"{result['cpu']}. 2-layer H3 LM (d_model 64, d_inner 256), L = {L}, batch {B}, AdamW, "
+        "dropout on; tokens/s, the median over fresh processes (each the median of 5 rounds of "
+        "5 steps), run in turns.",
+        "",
+        "| way | tokens/s (median) | per process | vs glibc defaults | vs the CLI |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for name, row in result["ways"].items():
+        lines.append(f"| {name} | {row['median']:,.0f} | "
+                     f"{', '.join(f'{v:,.0f}' for v in row['runs'])} | "
+                     f"{row['median'] / base:.2f} | {row['median'] / cli:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    names = list(result["ways"])
+    ax.barh(names, [result["ways"][n]["median"] for n in names], color=["0.6", "C0", "C1"])
+    ax.invert_yaxis()
+    ax.set_xlabel("tokens/s (median)")
+    fig.tight_layout()
+    save_figure(fig, str(path))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="processes per way")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    runs: dict[str, list[float]] = {name: [] for name in WAYS}
+    for r in range(args.rounds):
+        for name, (code, env) in WAYS.items():
+            runs[name].append(run_once(code, env))
+            print(f"round {r + 1}: {name}: {runs[name][-1]:,.0f} tokens/s", flush=True)
+    env = environment()
+    result = {"rounds": args.rounds, "cpu": cpu_line(env["cpu"]), "environment": env,
+              "ways": {n: {"runs": v, "median": statistics.median(v)} for n, v in runs.items()}}
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "bench_user_script")
+    write_markdown_and_json(stem, markdown(result).splitlines(), result)
+    plot(result, Path(stem + ".png"))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
