@@ -3,6 +3,7 @@
     h3-jax train [PRESET] [--workdir DIR] [--resume] [--section.field=value ...]
     h3-jax eval --workdir DIR [--checkpoint latest|best|STEP]
     h3-jax presets
+    h3-jax launch -n N train|eval ...   (N processes on this machine, as one run)
 
 Exit status: 0 done; 1 the loss became NaN/Inf; 2 bad configuration or usage;
 128 + signal number when SIGINT/SIGTERM stopped training (a checkpoint was saved first).
@@ -216,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     step, which, result = evaluate_checkpoint(args.workdir, args.checkpoint)
     say = print if processes.is_main() else _quiet
     say(f"test accuracy {_values(result['accuracy'])} (loss {_values(result['loss'])}) "
-          f"at step {step} ({which} checkpoint)")
+        f"at step {step} ({which} checkpoint)")
     return 0
 
 

@@ -4,6 +4,7 @@ Axis letters, used in every shape in h3_jax:
     B  batch            L  sequence length     H  SSM channels (or heads)
     N  modes per channel (complex for the diagonal SSM, real taps for the shift SSM)
     D  model width      P  head dimension       V  vocabulary size
+    T  steps of one chunk of L (a device's stretch of the sequence under sequence parallelism)
 
 Sequences are channels-last, (..., L, H), with any leading batch axes. The diagonal SSM keeps
 N complex modes per channel and reads out y = 2 Re(C x): the conjugate of each mode is implied.
