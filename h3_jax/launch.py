@@ -70,7 +70,9 @@ def launch(command: Sequence[str], n: int, devices: int = 1, port: int = 0) -> i
     """Run `h3-jax COMMAND` as `n` processes; the first non-zero exit status, else 0."""
     commands = process_commands(command, n, port or free_port())
     env = process_env(devices)
-    procs = [subprocess.Popen(c, env=env) for c in commands]
+    # Sessions of their own: a Ctrl-C in the terminal reaches them once, through `forward`
+    # (a second signal would stop a run without its checkpoint).
+    procs = [subprocess.Popen(c, env=env, start_new_session=True) for c in commands]
 
     def forward(signum, frame):
         for p in procs:

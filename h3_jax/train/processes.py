@@ -23,15 +23,8 @@ def is_main() -> bool:
 
 
 def count() -> int:
+    """Processes in the run (1 unless started as one of several)."""
     return jax.process_count()
-
-
-def barrier(name: str) -> None:
-    """Wait until every process has reached the point called `name`."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 def any_process(flag: bool) -> bool:
