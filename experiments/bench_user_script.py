@@ -34,6 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 B, L = 32, 1024
 
 COMMON = f"""
+import statistics
 import time
 import jax, jax.numpy as jnp, numpy as np, optax
 from h3_jax.models import LM, LMConfig
@@ -52,7 +53,6 @@ def report(step, *carry):
         jax.block_until_ready(carry)
         times.append((time.perf_counter() - start) / 5)
     print({B} * {L} / statistics.median(times))
-import statistics
 """
 
 # What a user writes: their own loss and a jitted step, dropout on as in training.

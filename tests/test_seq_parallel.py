@@ -20,13 +20,14 @@ GRAD_TOLERANCE = 5e-4
 
 
 def test_sharded_length_matches_one_device_and_saves_memory(run_script, tmp_path):
-    done = run_script("bench_seq_parallel", "--models", "h3,h3+attention",
+    # h3-heads: the (B, P, P, L, H) layout of multi-head H3's inner SSM.
+    done = run_script("bench_seq_parallel", "--models", "h3,h3-heads,h3+attention",
                       "--lengths", "1024,65536", "--run-up-to", "1024", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     rows = json.loads((tmp_path / "bench_seq_parallel.json").read_text())["rows"]
     by = {(r["model"], r["L"]): r for r in rows}
-    assert set(by) == {("h3", 1024), ("h3", 65536), ("h3+attention", 1024)}
-    for key in (("h3", 1024), ("h3+attention", 1024)):
+    assert set(by) == {("h3", 1024), ("h3", 65536), ("h3-heads", 1024), ("h3+attention", 1024)}
+    for key in (("h3", 1024), ("h3-heads", 1024), ("h3+attention", 1024)):
         assert by[key]["logits_error"] < LOGITS_TOLERANCE, key
         assert by[key]["grad_error"] < GRAD_TOLERANCE, key
     long = by[("h3", 65536)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from h3_jax.cli import main
+from h3_jax.launch import free_port
 
 # Small enough that the three launches (compiles included) take well under a minute.
 RUN_ARGS = [
@@ -44,12 +44,6 @@ def env(tmp_path_factory):
 
 def h3_jax(*args) -> list[str]:
     return [sys.executable, "-m", "h3_jax.cli", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def records(workdir, kind):

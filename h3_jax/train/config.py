@@ -193,7 +193,9 @@ def check_seq_shards(config: RunConfig) -> None:
         return
     if L % S:
         raise ConfigError(f"train.seq_shards={S} does not divide task.seq_len={L}")
-    taps = getattr(config.model.mixer, "d_state", 0)
+    from h3_jax.mixers import H3Config  # the one built-in mixer with a shift SSM
+
+    taps = config.model.mixer.d_state if isinstance(config.model.mixer, H3Config) else 0
     if L // S < taps:
         raise ConfigError(f"train.seq_shards={S} leaves {L // S} steps per device, fewer than "
                           f"the shift SSM's {taps} taps (model.mixer.d_state)")
