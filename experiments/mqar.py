@@ -13,11 +13,21 @@ passes 99% (Zoology's early stop).
 
     python experiments/mqar.py [--jobs 2] [--cells all|CELL,...] [--steps N]
         [--budget-minutes M] [--seeds 0] [--out-dir experiments/results] [--name mqar]
+
+`--recipe zoology` trains with Zoology's own recipe instead, reported as `mqar_zoology`:
+Zoology's blocks (`model.identity_mlp`), embedding dropout 0.1, batch 512 over the 100,000
+examples for 64 epochs (195 steps each: the fixed train set drops the last partial batch, where
+Zoology's loader keeps it), one AdamW group with weight decay 0.1, a cosine decay stepped once per
+epoch with no warmup, an evaluation per epoch, early stop at 0.99; the rate 2.15e-3 (the best of
+the scaled sweep) for every setting and seeds 0, 1, 2 by default. A cell takes hours on a CPU:
+`--budget-minutes` pauses it with a checkpoint, the same command continues it, and the report
+shows cells still in progress with their curves so far.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -29,6 +39,7 @@ from h3_jax.train.config import RunConfig, apply_overrides, config_from_dict
 from h3_jax.train.optim import is_one_group
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mqar_zoology_report as zoology_report  # noqa: E402
 from cells import add_arguments, run_study, shortened  # noqa: E402
 from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
@@ -54,18 +65,43 @@ ALL_CELLS = {
     for m in MIXERS for L, kv in SETTINGS for d in WIDTHS for lr in ZOOLOGY_LRS
 }
 DEFAULT_CELLS = tuple(c for c, (_, _, _, _, lr) in ALL_CELLS.items() if lr in DEFAULT_LRS)
+ZOOLOGY_EPOCHS, ZOOLOGY_BATCH = 64, 512
+ZOOLOGY_CELLS = tuple(c for c, (_, _, _, _, lr) in ALL_CELLS.items() if lr == 2.15e-3)
 
 
-def config_for(cell: str, steps: int | None, overrides: list[str]) -> RunConfig:
+def config_for(cell: str, steps: int | None, overrides: list[str],
+               recipe: str = "scaled") -> RunConfig:
     mixer, L, kv, d, lr = ALL_CELLS[cell]
     setting = [f"task.seq_len={L}", f"task.num_kv_pairs={kv}", f"model.d_model={d}",
-               f"optim.lr={lr}", f"train.steps={STEPS}"]
+               f"optim.lr={lr}"]
     setting.append(f"model.mixer.d_state={L}" if mixer == "h3"
                    else f"model.max_position_embeddings={L}")
     config = apply_overrides(get_preset(f"{mixer}-mqar"), setting)
-    # The preset's 20,000-step cadence, scaled to STEPS (or --steps), then the user's overrides.
-    config = shortened(config, STEPS if steps is None else steps)
+    if recipe == "zoology":
+        config = zoology_recipe(config, steps)
+    else:
+        # The preset's 20,000-step cadence, scaled to STEPS (or --steps).
+        config = shortened(config, STEPS if steps is None else steps)
     return apply_overrides(config, overrides)
+
+
+def zoology_recipe(config: RunConfig, steps: int | None) -> RunConfig:
+    """Zoology's training of one Figure-2 cell (see the module docstring); `steps` shortens it
+    for smoke runs, the epoch shrinking in proportion so the schedule keeps its shape."""
+    epoch = config.task.num_examples // ZOOLOGY_BATCH
+    total = ZOOLOGY_EPOCHS * epoch
+    k = 5  # steps per compiled call: divides the 195-step epoch
+    if steps is not None:
+        total = max(k, -(-steps // k) * k)
+        epoch = max(k, total // ZOOLOGY_EPOCHS // k * k)
+    return apply_overrides(config, [
+        "model.identity_mlp=true", "model.embed_dropout=0.1",
+        f"optim.lr_ssm={config.optim.lr}", f"optim.weight_decay_ssm={config.optim.weight_decay}",
+        "optim.schedule=cosine", "optim.warmup_steps=0", "optim.lr_min=0.0",
+        f"optim.schedule_every={epoch}", f"train.batch_size={ZOOLOGY_BATCH}",
+        f"train.steps={total}", f"train.steps_per_call={k}", f"train.log_every={epoch}",
+        f"train.eval_every={epoch}", f"train.checkpoint_every={5 * epoch}",
+    ])
 
 
 def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]:
@@ -162,6 +198,7 @@ def plot(best: dict, path: str) -> str | None:
                     alpha=0.5, label=f"{mixer} (Zoology)")
         ax.set(title=f"L={L}, {kv} pairs", xlabel="d_model", xscale="log", ylim=(0, 1.02))
         ax.set_xticks(WIDTHS, [str(d) for d in WIDTHS])
+        ax.minorticks_off()  # a log axis would print its own minor ticks ("7x10^1")
     np.atleast_1d(axes)[0].set_ylabel("best test accuracy")
     np.atleast_1d(axes)[-1].legend(fontsize=7)
     fig.tight_layout()
@@ -169,10 +206,31 @@ def plot(best: dict, path: str) -> str | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, DEFAULT_CELLS, "mqar")
-    parser.set_defaults(seeds="0", stop_at=0.99)
-    run_study(parser, tuple(ALL_CELLS), config_for, write_report)
+    recipe_arg = argparse.ArgumentParser(add_help=False)
+    recipe_arg.add_argument("--recipe", choices=("scaled", "zoology"), default="scaled",
+                            help="the scaled-down sweep (default) or Zoology's own recipe")
+    recipe = recipe_arg.parse_known_args()[0].recipe
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[recipe_arg])
+    if recipe == "scaled":
+        add_arguments(parser, DEFAULT_CELLS, "mqar")
+        parser.set_defaults(seeds="0", stop_at=0.99)
+        run_study(parser, tuple(ALL_CELLS), config_for, write_report)
+        return
+    add_arguments(parser, ZOOLOGY_CELLS, "mqar_zoology")
+    parser.set_defaults(stop_at=0.99)
+    args = parser.parse_known_args()[0]
+    cells_run = list(ALL_CELLS) if args.cells == "all" else args.cells.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    def zoology_config(cell, steps, overrides):
+        return config_for(cell, steps, overrides, recipe="zoology")
+
+    report = functools.partial(
+        zoology_report.write_report, all_cells=ALL_CELLS, zoology=ZOOLOGY,
+        config_for=lambda cell: zoology_config(cell, args.steps, args.override),
+        workdir=args.workdir, seeds=seeds, stop_at=args.stop_at, cells_run=cells_run,
+    )
+    run_study(parser, tuple(ALL_CELLS), zoology_config, report)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,40 @@ def test_report_names_the_blocks_of_each_cell():
     older = config_to_dict(plain)  # a cell stored before identity_mlp existed
     del older["model"]["identity_mlp"]
     assert mqar.block_kind(config_from_dict(older)) == "mixer only"
+
+
+def test_zoology_recipe_is_zoology_training():
+    config = mqar.config_for("h3-L128-d128-lr0.00215", None, [], recipe="zoology")
+    o, t, m = config.optim, config.train, config.model
+    assert (t.batch_size, t.steps, o.schedule_every) == (512, 64 * 195, 195)
+    assert (o.schedule, o.warmup_steps, o.lr_min) == ("cosine", 0, 0.0)
+    assert o.lr == o.lr_ssm == 0.00215 and o.weight_decay == o.weight_decay_ssm == 0.1
+    assert m.identity_mlp and m.embed_dropout == 0.1 and m.d_inner == 0
+    assert (config.task.seq_len, config.task.num_kv_pairs, config.task.num_examples) == (
+        128, 8, 100_000)
+    assert t.eval_every == 195 and t.steps % t.steps_per_call == 0
+
+
+def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
+    common = (
+        "--recipe", "zoology", "--cells", "attention-L64-d64-lr0.00215", "--steps", "10",
+        "--seeds", "0,1", "--out-dir", str(tmp_path / "results"),
+        "--workdir", str(tmp_path / "runs"), "--no-progress",
+        "--override=task.num_examples=256", "--override=task.num_test_examples=32",
+        "--override=train.batch_size=32",
+    )
+    paused = run_script("mqar", *common, "--budget-minutes", "0.01")
+    assert paused.returncode == 0, paused.stderr[-2000:]
+    assert "paused at step" in paused.stdout
+    partial = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
+    assert partial["cells"]["attention-L64-d64-lr0.00215"]["status"].startswith("training")
+    run = run_script("mqar", *common)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
+    cell = report["cells"]["attention-L64-d64-lr0.00215"]
+    assert cell["seeds"] == 2 and cell["min"] <= cell["mean"] <= cell["max"]
+    assert cell["zoology"] == 1.0 and cell["status"] == "2 epochs"
+    assert [h["epoch"] for h in cell["history"]] == [1, 2]
+    text = (tmp_path / "results" / "mqar_zoology.md").read_text()
+    assert "| attention | 64 (4) | 64 |" in text and "2 seeds" in text
+    assert (tmp_path / "results" / "mqar_zoology.png").exists()

@@ -45,6 +45,24 @@ def test_constant_with_and_without_warmup():
     np.testing.assert_allclose(lrs(warm, range(5)), [0.0, 1.0, 2.0, 3.0, 3.0], rtol=1e-6)
 
 
+def test_schedule_held_per_epoch_matches_cosine_annealing():
+    # torch CosineAnnealingLR(T_max=4 epochs), stepped once per epoch of 5 steps, no warmup.
+    sched = make_schedule("cosine", peak=1.0, steps=20, warmup_steps=0, warmup_init=0.0,
+                          floor=0.0, every=5)
+    expected = [0.5 * (1 + math.cos(math.pi * (s // 5) / 4)) for s in range(20)]
+    np.testing.assert_allclose(lrs(sched, range(20)), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_schedule_every_is_checked():
+    from h3_jax.presets import get_preset
+    from h3_jax.train.config import ConfigError, apply_overrides, check
+
+    config = apply_overrides(get_preset("h3-mqar"), ["optim.schedule_every=195"])
+    check(config)
+    with pytest.raises(ConfigError, match="optim.schedule_every"):
+        check(apply_overrides(config, ["optim.schedule_every=0"]))
+
+
 def test_unknown_schedule_is_rejected():
     with pytest.raises(ValueError, match="unknown schedule"):
         make_schedule("step", peak=1.0, steps=10, warmup_steps=0, warmup_init=0.0, floor=0.0)

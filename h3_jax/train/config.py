@@ -46,6 +46,9 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warmup length in steps
     warmup_init_lr: float = 0.0  # learning rate at step 0 of the warmup
     lr_min: float = 0.0  # cosine floor (timm's lr_min), main group; the SSM group scales it
+    # Steps the rate is held: the schedule is read every `schedule_every` steps (the steps of
+    # one epoch = a schedule stepped per epoch, as Zoology's CosineAnnealingLR).
+    schedule_every: int = 1
     clip_norm: float | None = None  # global-norm gradient clipping; None = off
 
 
@@ -178,6 +181,12 @@ def check(config: RunConfig) -> None:
     if not 0 <= o.warmup_steps <= t.steps:
         raise ConfigError(
             f"optim.warmup_steps={o.warmup_steps} must lie in [0, train.steps={t.steps}]"
+        )
+    if isinstance(o.schedule_every, bool) or not isinstance(o.schedule_every, int) or not (
+        1 <= o.schedule_every <= max(t.steps, 1)
+    ):
+        raise ConfigError(
+            f"optim.schedule_every={o.schedule_every!r} must be an int in [1, train.steps={t.steps}]"
         )
     if o.lr_min > o.lr:
         raise ConfigError(f"optim.lr_min={o.lr_min} exceeds optim.lr={o.lr}")

@@ -21,9 +21,12 @@ Schedule = Callable[[Any], Any]
 
 
 def make_schedule(
-    kind: str, *, peak: float, steps: int, warmup_steps: int, warmup_init: float, floor: float
+    kind: str, *, peak: float, steps: int, warmup_steps: int, warmup_init: float, floor: float,
+    every: int = 1,
 ) -> Schedule:
-    """step -> learning rate.
+    """step -> learning rate, read at `step - step % every` so that it is held for `every`
+    steps (`every` = the steps of one epoch gives PyTorch's per-epoch `CosineAnnealingLR`,
+    Zoology's schedule).
 
     - "cosine": timm's `CosineLRScheduler` stepped per update (safari `cosine_warmup_timm`):
       linear warmup from `warmup_init` to `peak`, and a cosine from `peak` at step 0 to `floor`
@@ -52,8 +55,11 @@ def make_schedule(
     else:
         raise ValueError(f"unknown schedule {kind!r}; expected cosine, linear or constant")
 
+    every = max(int(every), 1)
+
     def schedule(step):
-        step = jnp.asarray(step, jnp.float32)
+        step = jnp.asarray(step)
+        step = jnp.asarray(step - step % every if every > 1 else step, jnp.float32)
         return jnp.where(step < warm, warmup(step), after(step)).astype(jnp.float32)
 
     return schedule
@@ -73,7 +79,8 @@ def group_schedules(optim: OptimConfig, steps: int) -> dict[str, Schedule]:
     """The main ("rest") and SSM ("ssm") schedules; the SSM one is the main one rescaled."""
     lr_ssm = ssm_lr(optim)
     scale = lr_ssm / optim.lr
-    common = dict(kind=optim.schedule, steps=steps, warmup_steps=optim.warmup_steps)
+    common = dict(kind=optim.schedule, steps=steps, warmup_steps=optim.warmup_steps,
+                  every=optim.schedule_every)
     return {
         "rest": make_schedule(
             peak=optim.lr, warmup_init=optim.warmup_init_lr, floor=optim.lr_min, **common

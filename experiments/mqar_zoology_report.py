@@ -1,0 +1,128 @@
+"""The report of `mqar.py --recipe zoology`: Zoology Figure 2's cells trained with Zoology's recipe,
+mean and range over seeds beside Zoology's values, cells still training with their curves so far.
+
+Writes <stem>.md, .json and .png: the best accuracy per (mixer, L, d_model) against Zoology's
+and the test-accuracy curves per epoch (mean over seeds, the band from the worst to the best).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from h3_jax.train.config import RunConfig, config_tag
+from h3_jax.train.metrics_log import read_jsonl
+from h3_jax.train.workdir import METRICS
+from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
+
+CloseEnough = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology's
+
+
+def in_progress(workdir: str, cell: str, config: RunConfig, seeds: list[int],
+                stop_at: float | None) -> dict | None:
+    """A paused cell's evaluations so far, read from its run directory, or None."""
+    run = os.path.join(workdir, f"{cell}-{config_tag(config, seeds, stop_at)}")
+    path = os.path.join(run, METRICS)
+    if not os.path.exists(path):
+        return None
+    history = [{k: v for k, v in r.items() if k != "kind"}
+               for r in read_jsonl(path) if r["kind"] == "eval"]
+    if not history:
+        return None
+    best = np.max([h["test_accuracy"] for h in history], axis=0)
+    return {"history": history, "best_test_accuracy": best.tolist(),
+            "final_step": history[-1]["step"], "in_progress": True}
+
+
+def summarize(accuracies: list[float]) -> dict:
+    a = np.asarray(accuracies, dtype=float)
+    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max()),
+            "seeds": len(a)}
+
+
+def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
+                 config_for: Callable[[str], RunConfig], workdir: str, seeds: list[int],
+                 stop_at: float | None, cells_run: list[str]) -> list[str]:
+    done = load_cells(cell_dir, all_cells)
+    cells = dict(done)
+    for cell in cells_run:
+        if cell not in cells:
+            partial = in_progress(workdir, cell, config_for(cell), seeds, stop_at)
+            if partial is not None:
+                cells[cell] = partial
+    rows, data = [], {}
+    for cell, result in cells.items():
+        mixer, L, kv, d, lr = all_cells[cell]
+        total = config_for(cell).train.steps
+        epoch = config_for(cell).optim.schedule_every
+        stats = summarize(result["best_test_accuracy"])
+        theirs = zoology[(mixer, L, d)]
+        status = (f"training: epoch {result['final_step'] // epoch} of {total // epoch}"
+                  if result.get("in_progress") else
+                  "stopped early" if any(np.atleast_1d(result.get("stopped_early", False)))
+                  else f"{total // epoch} epochs")
+        data[cell] = {**stats, "zoology": theirs, "status": status, "lr": lr,
+                      "history": [{"epoch": h["step"] // epoch,
+                                   "test_accuracy": h["test_accuracy"]}
+                                  for h in result["history"]]}
+        near = "yes" if abs(stats["mean"] - theirs) <= CloseEnough else "no"
+        rows.append(f"| {mixer} | {L} ({kv}) | {d} | {stats['mean']:.3f} "
+                    f"({stats['min']:.3f}-{stats['max']:.3f}, {stats['seeds']} seeds) | "
+                    f"{theirs:.2f} | {stats['mean'] - theirs:+.3f} | "
+                    f"{near if not result.get('in_progress') else '-'} | {status} |")
+    cpus = sorted({cpu_label(r["environment"]) for r in done.values() if "environment" in r})
+    lines = [
+        "# MQAR, Zoology Figure 2 with Zoology's recipe",
+        "",
+        "`python experiments/mqar.py --recipe zoology`: V = 8192, 100,000 train / 3,000 test "
+        "examples, filler 0; 2 layers with Zoology's blocks (mixer, then the Identity state "
+        "mixer's norm2(x) added to the residual), embedding dropout 0.1; batch 512 for 64 "
+        "epochs of 195 steps; one AdamW group (weight decay 0.1), cosine decay stepped once per "
+        "epoch, no warmup; evaluation every epoch, early stop at 0.99. Best test accuracy over "
+        "the evaluations: the mean over seeds with the range (worst-best); Zoology's Figure 2 "
+        "(best of four rates, read from the plot to +-0.03) beside. `within 5` says whether the "
+        "mean lies within 5 points of Zoology's; cells still training show their best so far.",
+        "",
+        "| mixer | L (kv) | d_model | h3-jax, mean (range) | Zoology | difference | within 5 "
+        "| status |",
+        "|---|---|---:|---|---:|---:|---|---|",
+        *rows,
+        "",
+        f"CPU: {', '.join(cpus) if cpus else 'see the cells'}.",
+    ]
+    files = write_markdown_and_json(stem, lines, {"cells": data, "seeds": seeds})
+    files.append(plot(data, all_cells, zoology, stem + ".png"))
+    return [f for f in files if f]
+
+
+def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
+    plt = pyplot()
+    if plt is None or not data:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    widths = sorted({all_cells[c][3] for c in data})
+    for i, (cell, row) in enumerate(sorted(data.items())):
+        mixer, L, _, d, _ = all_cells[cell]
+        color = f"C{i % 10}"
+        x = widths.index(d) + (0.08 if mixer == "attention" else -0.08) + (L == 128) * 0.02
+        left.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["min"]],
+                      [row["max"] - row["mean"]]], fmt="o", color=color, capsize=3,
+                      label=f"{mixer} L={L}")
+        left.plot([x], [zoology[(mixer, L, d)]], "x", color=color, markersize=9)
+        epochs = [h["epoch"] for h in row["history"]]
+        acc = np.asarray([h["test_accuracy"] for h in row["history"]], dtype=float)
+        right.plot(epochs, acc.mean(axis=1), color=color, label=f"{mixer} L={L} d={d}")
+        right.fill_between(epochs, acc.min(axis=1), acc.max(axis=1), color=color, alpha=0.2)
+    # Only the widths that ran, as plain numbers: no log-scale ticks in between.
+    left.set_xticks(range(len(widths)), [str(w) for w in widths])
+    left.set_xlim(-0.5, len(widths) - 0.5)
+    left.set(xlabel="d_model", ylabel="best test accuracy", ylim=(0, 1.02),
+             title="h3-jax (o, range over seeds), Zoology (x)")
+    left.legend(fontsize=7)
+    right.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02),
+              title="learning curves (mean, range)")
+    right.legend(fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, path)
