@@ -2,6 +2,7 @@
 
     python experiments/bench_user_script.py            # 3 rounds of every way
     python experiments/bench_user_script.py --rounds 1
+    python experiments/bench_user_script.py --official PATH --torch-python PY  # + official H3
 
 The model is the 2-layer H3 LM (d_model 64, d_inner 256, vocabulary 30) at L = 1024, batch
 32, AdamW. The ways, each a new Python process, run in turns so that a busy machine slows all
@@ -10,8 +11,13 @@ of them alike:
   `H3_JAX_MALLOC=0`, i.e. the C library's allocator as it comes;
 - "own step, nothing set": the same script as a user runs it (`import h3_jax` tunes the
   allocator; see h3_jax/malloc.py);
+- "own step, params and optimizer state donated": the same with `donate_argnums=(0, 1)`, so
+  XLA writes the new parameters and optimizer state into the old ones' buffers;
 - "as the CLI": `h3_jax.train.make_train_step` in the environment `h3-jax train` runs in
-  (2 MiB pages as well, see h3_jax/hugepages.py).
+  (2 MiB pages as well, see h3_jax/hugepages.py);
+- with `--official PATH --torch-python PY`, also "official PyTorch H3": the same LM around the
+  official H3 layer at its defaults, 2 threads (official_h3_torch.py, run by PY, a Python
+  with torch).
 Each process reports the median of 5 timed rounds of 5 steps after a compiling call. Writes
 bench_user_script.json, .md and .png to --out.
 """
@@ -59,7 +65,7 @@ def report(step, *carry):
 OWN_STEP = COMMON + """
 params = model.init(jax.random.key(0), tokens[:1, :8])["params"]
 
-@jax.jit
+@functools.partial(jax.jit, donate_argnums=DONATE)
 def step(params, opt_state, key):
     key, dropout = jax.random.split(key)
     def loss(p):
@@ -82,18 +88,20 @@ train_step = make_train_step(model, tx, lambda step: 5e-4)
 report(lambda state: (train_step(state, batch)[0],), init_train_state(model, tx, 1, 8))
 """
 
+OFFICIAL = "official PyTorch H3, 2 threads"
 WAYS = {
-    "own step, glibc defaults": (OWN_STEP, {"H3_JAX_MALLOC": "0"}),
-    "own step, nothing set": (OWN_STEP, {}),
+    "own step, glibc defaults": ("DONATE = ()" + OWN_STEP, {"H3_JAX_MALLOC": "0"}),
+    "own step, nothing set": ("DONATE = ()" + OWN_STEP, {}),
+    "own step, params and optimizer state donated": ("DONATE = (0, 1)" + OWN_STEP, {}),
     "as the CLI": (LIBRARY_STEP, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
 }
 
 
-def run_once(code: str, extra_env: dict[str, str]) -> float:
+def run_once(command: list[str], extra_env: dict[str, str]) -> float:
     env = {k: v for k, v in os.environ.items()
            if k not in ("H3_JAX_MALLOC", "GLIBC_TUNABLES")} | extra_env
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                          check=True)
     return float(done.stdout.split()[-1])
 
 
@@ -103,18 +111,22 @@ def markdown(result: dict) -> str:
     lines = [
         "# A researcher's own train step against the library's",
         "",
-        f"`python experiments/bench_user_script.py --rounds {result['rounds']}`; "
+        f"`python experiments/bench_user_script.py --rounds {result['rounds']}"
+        f"{' --official PATH --torch-python PY' if result.get('official') else ''}`; "
         f"{result['cpu']}. 2-layer H3 LM (d_model 64, d_inner 256), L = {L}, batch {B}, AdamW, "
         "dropout on; tokens/s, the median over fresh processes (each the median of 5 rounds of "
         "5 steps), run in turns.",
         "",
-        "| way | tokens/s (median) | per process | vs glibc defaults | vs the CLI |",
-        "|---|---:|---|---:|---:|",
+        "| way | tokens/s (median) | per process | vs glibc defaults | vs the CLI | "
+        "vs official |",
+        "|---|---:|---|---:|---:|---:|",
     ]
+    official = result["ways"].get(OFFICIAL, {}).get("median")
     for name, row in result["ways"].items():
+        versus = "-" if official is None else f"{row['median'] / official:.2f}"
         lines.append(f"| {name} | {row['median']:,.0f} | "
                      f"{', '.join(f'{v:,.0f}' for v in row['runs'])} | "
-                     f"{row['median'] / base:.2f} | {row['median'] / cli:.2f} |")
+                     f"{row['median'] / base:.2f} | {row['median'] / cli:.2f} | {versus} |")
     return "\n".join(lines)
 
 
@@ -124,7 +136,8 @@ def plot(result: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6, 2.8))
     names = list(result["ways"])
-    ax.barh(names, [result["ways"][n]["median"] for n in names], color=["0.6", "C0", "C1"])
+    ax.barh(names, [result["ways"][n]["median"] for n in names],
+            color=["0.6", "C0", "C2", "C1", "C3"][:len(names)])
     ax.invert_yaxis()
     ax.set_xlabel("tokens/s (median)")
     fig.tight_layout()
@@ -134,15 +147,23 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="processes per way")
+    parser.add_argument("--official", help="folder holding the official H3 src/ package")
+    parser.add_argument("--torch-python", help="a Python with torch, to run the official H3")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    runs: dict[str, list[float]] = {name: [] for name in WAYS}
+    ways = {name: ([sys.executable, "-c", code], env) for name, (code, env) in WAYS.items()}
+    if args.official and args.torch_python:
+        script = str(Path(__file__).parent / "official_h3_torch.py")
+        ways[OFFICIAL] = ([args.torch_python, script, "--official", args.official,
+                           "--dropout", "0.1", "--threads", "2"], {})
+    runs: dict[str, list[float]] = {name: [] for name in ways}
     for r in range(args.rounds):
-        for name, (code, env) in WAYS.items():
-            runs[name].append(run_once(code, env))
+        for name, (command, env) in ways.items():
+            runs[name].append(run_once(command, env))
             print(f"round {r + 1}: {name}: {runs[name][-1]:,.0f} tokens/s", flush=True)
     env = environment()
-    result = {"rounds": args.rounds, "cpu": cpu_line(env["cpu"]), "environment": env,
+    result = {"rounds": args.rounds, "official": bool(args.official and args.torch_python),
+              "cpu": cpu_line(env["cpu"]), "environment": env,
               "ways": {n: {"runs": v, "median": statistics.median(v)} for n, v in runs.items()}}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "bench_user_script")

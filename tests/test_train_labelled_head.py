@@ -11,7 +11,12 @@ import pytest
 
 from h3_jax import mixers, models, tasks
 from h3_jax.train.data import TrainData, max_labels
-from h3_jax.train.step import eval_step_fn, labelled_logits, masked_loss_and_accuracy
+from h3_jax.train.step import (
+    eval_step_fn,
+    labelled_logits,
+    labelled_positions,
+    masked_loss_and_accuracy,
+)
 from test_models_helpers import fast_compile, trained_like_params  # noqa: F401
 
 TASKS = {
@@ -75,3 +80,19 @@ def test_train_batch_over_the_bound_is_refused():
                              data.train.mask | np.eye(1, data.train.mask.shape[1], 0, dtype=bool))
     with pytest.raises(ValueError, match="more than its labels_per_example=1"):
         data.batch(0)
+
+
+def test_labelled_positions_in_order_with_unfilled_slots():
+    mask = np.zeros((4, 12), bool)
+    mask[0, [0, 3, 11]] = True  # a label at position 0, and at the end
+    mask[1, [5]] = True  # fewer labels than slots
+    mask[3, [1, 2, 4, 6]] = True  # exactly as many as slots
+    positions, filled = labelled_positions(jnp.asarray(mask), 4)
+    np.testing.assert_array_equal(positions[0, :3], [0, 3, 11])
+    np.testing.assert_array_equal(positions[1, :1], [5])
+    np.testing.assert_array_equal(positions[3], [1, 2, 4, 6])
+    np.testing.assert_array_equal(
+        filled, [[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+    # Every filled slot is labelled, every label has a filled slot: the masked sums are equal.
+    picked = np.take_along_axis(mask, np.asarray(positions), axis=-1)
+    assert np.all(picked[np.asarray(filled)]) and filled.sum() == mask.sum()

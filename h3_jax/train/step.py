@@ -58,11 +58,24 @@ def labelled_logits(
     if labels_per_example is None or labels_per_example >= length:
         logits = model.apply({"params": params}, batch.inputs, **apply_kwargs)
         return logits, batch.targets, batch.mask
-    # The labelled positions first, in order (a stable sort of the unlabelled flag), then fillers.
-    positions = jnp.argsort(~batch.mask, axis=-1, stable=True)[:, :labels_per_example]
+    positions, filled = labelled_positions(batch.mask, labels_per_example)
     logits = model.apply({"params": params}, batch.inputs, head_positions=positions, **apply_kwargs)
-    pick = lambda a: jnp.take_along_axis(a, positions, axis=-1)  # noqa: E731
-    return logits, pick(batch.targets), pick(batch.mask)
+    return logits, jnp.take_along_axis(batch.targets, positions, axis=-1), filled
+
+
+def labelled_positions(mask: jax.Array, slots: int) -> tuple[jax.Array, jax.Array]:
+    """(positions (B, M), filled (B, M)) for mask (B, L): slot r of a row holds the position of
+    its r-th labelled token, in order; slots past the row's labels hold position 0 and are not
+    `filled`. A running count places each label (a sort, its alternative, took 64 ms of a
+    2.5 s MQAR step at batch 512 on a 2-core CPU)."""
+    rows, length = mask.shape
+    rank = jnp.cumsum(mask, axis=-1, dtype=jnp.int32) - 1
+    slot = jnp.where(mask & (rank < slots), rank, slots)  # unlabelled, or labels past M: dropped
+    positions = jnp.zeros((rows, slots + 1), jnp.int32).at[jnp.arange(rows)[:, None], slot].set(
+        jnp.arange(length, dtype=jnp.int32)
+    )[:, :slots]
+    filled = jnp.arange(slots) < jnp.sum(mask, axis=-1, keepdims=True)
+    return positions, filled
 
 
 def train_steps_fn(

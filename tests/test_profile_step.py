@@ -1,0 +1,36 @@
+"""experiments/profile_step.py reads FLOPs and op kinds from compiled HLO correctly."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments"))
+import profile_step  # noqa: E402
+
+
+def compiled_ops(f, *args):
+    text = jax.jit(f).lower(*args).compile().as_text()
+    ops = profile_step.parse_hlo(text)
+    profile_step.mark_computations(text, ops)
+    return ops
+
+
+def test_matmul_flops_and_kind():
+    x, w = jnp.ones((96, 40)), jnp.ones((40, 24))
+    ops = compiled_ops(lambda x, w: jnp.tanh(x @ w), x, w)
+    matmuls = [n for n, e in ops.items() if e["entry"] and profile_step.kind(e, n) == "matmul"]
+    assert matmuls
+    assert sum(profile_step.dot_flops(ops, n) for n in matmuls) == 2 * 96 * 40 * 24
+
+
+def test_fft_flops_and_kind():
+    x = jnp.ones((6, 256))
+    ops = compiled_ops(lambda x: jnp.fft.rfft(x, n=512), x)
+    ffts = [e for n, e in ops.items() if e["entry"] and profile_step.kind(e, n) == "fft"]
+    assert len(ffts) == 1
+    assert profile_step.fft_op_flops(ffts[0]) == profile_step.fft_flops(512, 6)
