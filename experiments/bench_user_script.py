@@ -40,6 +40,7 @@ RESULTS = Path(__file__).parent / "results"
 B, L = 32, 1024
 
 COMMON = f"""
+import functools
 import statistics
 import time
 import jax, jax.numpy as jnp, numpy as np, optax
@@ -61,7 +62,8 @@ def report(step, *carry):
     print({B} * {L} / statistics.median(times))
 """
 
-# What a user writes: their own loss and a jitted step, dropout on as in training.
+# What a user writes: their own loss and a jitted step, dropout on as in training; DONATE
+# names the arguments whose buffers the step may reuse for its outputs.
 OWN_STEP = COMMON + """
 params = model.init(jax.random.key(0), tokens[:1, :8])["params"]
 

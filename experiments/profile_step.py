@@ -54,6 +54,8 @@ from h3_jax.train.workdir import environment  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 DTYPE_BYTES = {"f32": 4, "c64": 8, "s32": 4, "u32": 4, "pred": 1, "bf16": 2, "f64": 8, "s8": 1}
+# Ops whose time in the trace includes the ops they run (a lax.scan's loop, a call).
+CONTAINERS = ("while", "call", "conditional")
 HLO_LINE = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+?\[[^\]]*\](?:\{[^}]*\})?|\([^)]*\)) "
                       r"([\w-]+)\((.*)$", re.M)
 
@@ -266,6 +268,8 @@ def profile(workload: str, steps: int) -> dict:
     rows = []
     for name, ms in times.items():
         entry = ops[name]
+        if entry["op"] in CONTAINERS:
+            continue
         k = kind(entry, name)
         flops = (dot_flops(ops, name) if k == "matmul" else
                  fft_op_flops(entry) if k == "fft" else 0.0)
@@ -292,10 +296,12 @@ def markdown(result: dict, name: str) -> list[str]:
         f"`python experiments/profile_step.py --workload {r['workload']} --name {name}`; "
         f"{result['cpu']}. Step {1e3 * r['step_s']:.0f} ms ({r['tokens_per_s']:,.0f} tokens/s, "
         f"{r['steps_per_s']:.2f} steps/s; compiling {r['compile_s']:.1f} s); the ops' own "
-        f"times add up to {r['op_ms_total']:.0f} ms (ops may overlap on the 2 cores). "
+        f"times in the profiled steps add up to {r['op_ms_total']:.0f} ms (XLA runs independent "
+        "ops side by side on the cores, and the profiler slows some ops: shares are the "
+        "reliable part). "
         f"Minor page faults per step: {r['minor_page_faults_per_step']:,.0f}. Machine rates "
         f"measured in the same process: matmul {rates['matmul']:.0f} GFLOP/s, FFT "
-        f"{rates['fft']:.0f} GFLOP/s.",
+        f"{rates['fft']:.0f} GFLOP/s. GLIBC_TUNABLES: {r.get('glibc_tunables') or 'unset'}.",
         "",
         "| kind | ms / step | share | GFLOP / step | achieved GFLOP/s | of machine rate | "
         "output MB / step |",
@@ -333,6 +339,7 @@ def main() -> None:
     result = profile(args.workload, args.steps)
     env = environment()
     result["cpu"], result["environment"] = cpu_line(env["cpu"]), env
+    result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
     os.makedirs(args.out, exist_ok=True)
     lines = markdown(result, name)
     write_markdown_and_json(os.path.join(args.out, f"profile_{name}"), lines, result)
