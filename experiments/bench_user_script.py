@@ -39,7 +39,7 @@ from h3_jax.train.workdir import environment  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 B, L = 32, 1024
 
-COMMON = f"""
+SETUP = f"""
 import functools
 import statistics
 import time
@@ -48,7 +48,9 @@ from h3_jax.models import LM, LMConfig
 config = LMConfig(vocab_size=30, d_model=64, n_layer=2, d_inner=256)
 model, tx = LM(config), optax.adamw(5e-4, weight_decay=0.1)
 tokens = jnp.asarray(np.random.default_rng(0).integers(0, 30, ({B}, {L} + 1)), jnp.int32)
+"""
 
+REPORT = f"""
 def report(step, *carry):
     carry = step(*carry)
     jax.block_until_ready(carry)
@@ -63,8 +65,8 @@ def report(step, *carry):
 """
 
 # What a user writes: their own loss and a jitted step, dropout on as in training; DONATE
-# names the arguments whose buffers the step may reuse for its outputs.
-OWN_STEP = COMMON + """
+# names the arguments whose buffers the step may reuse for its outputs. Defines step, carry.
+USER_STEP = SETUP + """
 params = model.init(jax.random.key(0), tokens[:1, :8])["params"]
 
 @functools.partial(jax.jit, donate_argnums=DONATE)
@@ -78,10 +80,11 @@ def step(params, opt_state, key):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, key
 
-report(step, params, tx.init(params), jax.random.key(1))
+carry = (params, tx.init(params), jax.random.key(1))
 """
+OWN_STEP = USER_STEP + REPORT + "report(step, *carry)\n"
 
-LIBRARY_STEP = COMMON + """
+LIBRARY_STEP = SETUP + REPORT + """
 from h3_jax import tasks
 from h3_jax.train import make_train_step
 from h3_jax.train.step import init_train_state
@@ -92,9 +95,9 @@ report(lambda state: (train_step(state, batch)[0],), init_train_state(model, tx,
 
 OFFICIAL = "official PyTorch H3, 2 threads"
 WAYS = {
-    "own step, glibc defaults": ("DONATE = ()" + OWN_STEP, {"H3_JAX_MALLOC": "0"}),
-    "own step, nothing set": ("DONATE = ()" + OWN_STEP, {}),
-    "own step, params and optimizer state donated": ("DONATE = (0, 1)" + OWN_STEP, {}),
+    "own step, glibc defaults": ("DONATE = ()\n" + OWN_STEP, {"H3_JAX_MALLOC": "0"}),
+    "own step, nothing set": ("DONATE = ()\n" + OWN_STEP, {}),
+    "own step, params and optimizer state donated": ("DONATE = (0, 1)\n" + OWN_STEP, {}),
     "as the CLI": (LIBRARY_STEP, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
 }
 

@@ -48,6 +48,7 @@ from h3_jax.train.config import apply_overrides
 from h3_jax.train.step import init_train_state
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_user_script  # noqa: E402
 from reports import cpu_line, write_markdown_and_json  # noqa: E402
 
 from h3_jax.train.workdir import environment  # noqa: E402
@@ -61,26 +62,10 @@ HLO_LINE = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+?\[[^\]]*\](?:\{[^}]*\})
 
 
 def lm_workload():
-    """The user-written LM step: (step, carry, tokens per step)."""
-    B, L = 32, 1024
-    config = models.LMConfig(vocab_size=30, d_model=64, n_layer=2, d_inner=256)
-    model, tx = models.LM(config), optax.adamw(5e-4, weight_decay=0.1)
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 30, (B, L + 1)), jnp.int32)
-    params = model.init(jax.random.key(0), tokens[:1, :8])["params"]
-
-    @jax.jit
-    def step(params, opt_state, key):
-        key, dropout = jax.random.split(key)
-
-        def loss(p):
-            logits = model.apply({"params": p}, tokens[:, :-1], train=True,
-                                 rngs={"dropout": dropout})
-            return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
-        updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, key
-
-    return step, (params, tx.init(params), jax.random.key(1)), B * L
+    """The LM step exactly as bench_user_script.py's user writes it: (step, carry, tokens)."""
+    namespace = {"DONATE": ()}
+    exec(bench_user_script.USER_STEP, namespace)
+    return namespace["step"], namespace["carry"], bench_user_script.B * bench_user_script.L
 
 
 def mqar_workload():
