@@ -10,9 +10,12 @@ step, so memory stays flat up to 2^20 tokens.
     python experiments/ih_extrapolation.py [--lengths 6-16] [--examples 128] [--steps N]
         [--override section.key=value ...] [--out-dir experiments/results]
         [--name ih_extrapolation] [--workdir runs/ih_extrapolation] [--progress]
+        [--budget-minutes M]
 
 Training resumes from the workdir's checkpoints and is skipped once finished, so the same command
-continues an interrupted run and, run again, reproduces the same numbers. `--steps N` shortens
+continues an interrupted run and, run again, reproduces the same numbers. With --budget-minutes a
+run pauses at its first evaluation past the budget and its latest checkpoint is evaluated and
+reported as preliminary. `--steps N` shortens
 training (eval and checkpoint cadence scale with it; the report says so).
 """
 
@@ -65,8 +68,10 @@ def parse_lengths(text: str) -> list[int]:
     return exponents
 
 
-def train_model(config, workdir: str, show_progress: bool | None) -> dict:
-    """Train (or continue, or skip when finished) and return the run's summary."""
+def train_model(config, workdir: str, show_progress: bool | None,
+                deadline: float | None = None) -> dict:
+    """Train (or continue, or skip when finished) and return the run's summary; a run paused
+    at `deadline` returns its summary so far (status "paused")."""
     summary_file = path(workdir, SUMMARY)
     if os.path.exists(summary_file):
         with open(summary_file) as f:
@@ -74,7 +79,12 @@ def train_model(config, workdir: str, show_progress: bool | None) -> dict:
         if summary["status"] == "completed":
             print(f"training done already ({workdir}), skipped")
             return summary
-    result = train(config, workdir, resume=has_run(workdir), show_progress=show_progress)
+    result = train(config, workdir, resume=has_run(workdir), show_progress=show_progress,
+                   deadline=deadline)
+    if result.status == "paused":
+        print(f"time budget spent at step {result.summary['final_step']}: evaluating that "
+              f"checkpoint; the same command continues training (workdir {workdir})")
+        return result.summary
     if result.status != "completed":
         reason = f": {result.error}" if result.error else ""
         raise SystemExit(f"training {result.status}{reason}; the same command continues it "
@@ -122,7 +132,11 @@ def write_report(results: dict, stem: str) -> list[str]:
         "| compile time (s) | " + " | ".join(f"{rows[str(e)]['compile_s']:.1f}"
                                              for e in exponents) + " |",
         "",
-        f"Training: {results['train']['final_step']} steps in "
+        ("" if results["train"].get("completed", True) else
+         f"**Preliminary**: training paused at step {results['train']['final_step']} of "
+         f"{results['train']['steps']}; the same command continues it and rewrites this "
+         "report. ")
+        + f"Training: {results['train']['final_step']} steps in "
         f"{results['train']['elapsed_s']:.0f} s ({results['train']['compile_s']:.0f} s "
         "compiling); best test accuracy at length 256 "
         f"during training: {_percent(results['train']['best_test_accuracy'])}.",
@@ -165,6 +179,9 @@ def main() -> None:
     parser.add_argument("--out-dir", default=os.path.join("experiments", "results"))
     parser.add_argument("--name", default="ih_extrapolation", help="report file stem")
     parser.add_argument("--workdir", default=os.path.join("runs", "ih_extrapolation"))
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="pause training (checkpointed) at the first evaluation past this "
+                        "many minutes and report the checkpoint as preliminary")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     args = parser.parse_args()
     for name in ("examples", "prefill_len"):
@@ -174,7 +191,8 @@ def main() -> None:
     config = shortened(apply_overrides(get_preset(PRESET), args.override), args.steps)
     workdir = os.path.join(args.workdir, f"{PRESET}-{config_tag(config)}")
     os.makedirs(workdir, exist_ok=True)
-    summary = train_model(config, workdir, args.progress)
+    deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
+    summary = train_model(config, workdir, args.progress, deadline)
     _, state, step, _ = load_state(workdir, "latest")
     params = jax.device_get(jax.tree.map(lambda leaf: leaf[0], state["params"]))  # one replica
 
@@ -198,6 +216,7 @@ def main() -> None:
         "prefill_len": args.prefill_len,
         "checkpoint_step": step,
         "train": {k: summary[k] for k in ("final_step", "elapsed_s", "compile_s")}
+        | {"steps": config.train.steps, "completed": summary["status"] == "completed"}
         | {k: summary[k][0] for k in ("best_test_accuracy", "test_accuracy")},
         "lengths": lengths,
         "published_h3": {str(e): v for e, v in PUBLISHED_H3.items()},
