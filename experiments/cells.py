@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Callable
 
+import jax
+
 from h3_jax.train.config import (
     RunConfig,
     apply_overrides,
@@ -92,6 +94,7 @@ def run_study(
     if unknown:
         parser.error(f"unknown cells {unknown}; cells: {', '.join(all_cells)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    keep_compiled(args.workdir)
     cell_dir = os.path.join(args.out_dir, args.name)
     os.makedirs(cell_dir, exist_ok=True)
     if args.cpu is not None and args.cpu >= 0:
@@ -111,6 +114,14 @@ def run_study(
     if args.cpu is None:  # a worker leaves the report to its parent
         for path in write_report(cell_dir, os.path.join(args.out_dir, args.name)):
             print(f"wrote {path}")
+
+
+def keep_compiled(workdir: str) -> None:
+    """Keep compiled steps in `<workdir>/jax-cache` (unless JAX_COMPILATION_CACHE_DIR names
+    another place), so a paused cell resumes without compiling again: the vmapped three-seed
+    step of an MQAR cell at batch 512 took 6 minutes to compile on a 2-core CPU."""
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax-cache"))
 
 
 def cell_is_done(path: str, config: RunConfig, seeds: list[int], stop_at: float | None) -> bool:

@@ -42,7 +42,7 @@ from h3_jax.train.restore import load_state
 from h3_jax.train.workdir import SUMMARY, environment, has_run, path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cells import shortened  # noqa: E402
+from cells import keep_compiled, shortened  # noqa: E402
 from reports import pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
 PRESET = "h3-ih-extrap"
@@ -191,6 +191,7 @@ def main() -> None:
     config = shortened(apply_overrides(get_preset(PRESET), args.override), args.steps)
     workdir = os.path.join(args.workdir, f"{PRESET}-{config_tag(config)}")
     os.makedirs(workdir, exist_ok=True)
+    keep_compiled(args.workdir)
     deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
     summary = train_model(config, workdir, args.progress, deadline)
     _, state, step, _ = load_state(workdir, "latest")

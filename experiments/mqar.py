@@ -80,7 +80,9 @@ def config_for(cell: str, steps: int | None, overrides: list[str],
     if recipe == "zoology":
         config = zoology_recipe(config, steps)
     else:
-        # The preset's 20,000-step cadence, scaled to STEPS (or --steps).
+        # STEPS with the preset's warmup, and its 20,000-step cadence scaled to STEPS (or
+        # --steps); stored cells were trained so.
+        config = apply_overrides(config, [f"train.steps={STEPS}"])
         config = shortened(config, STEPS if steps is None else steps)
     return apply_overrides(config, overrides)
 
