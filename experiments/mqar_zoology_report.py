@@ -17,7 +17,7 @@ from h3_jax.train.metrics_log import read_jsonl
 from h3_jax.train.workdir import METRICS
 from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
 
-CloseEnough = 0.05  # the bar: a cell's mean within 5 points of Zoology's
+CLOSE_ENOUGH = 0.05  # the bar: a cell's mean within 5 points of Zoology's
 
 
 def in_progress(workdir: str, cell: str, config: RunConfig, seeds: list[int],
@@ -67,7 +67,7 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
                       "history": [{"epoch": h["step"] // epoch,
                                    "test_accuracy": h["test_accuracy"]}
                                   for h in result["history"]]}
-        near = "yes" if abs(stats["mean"] - theirs) <= CloseEnough else "no"
+        near = "yes" if abs(stats["mean"] - theirs) <= CLOSE_ENOUGH else "no"
         rows.append(f"| {mixer} | {L} ({kv}) | {d} | {stats['mean']:.3f} "
                     f"({stats['min']:.3f}-{stats['max']:.3f}, {stats['seeds']} seeds) | "
                     f"{theirs:.2f} | {stats['mean'] - theirs:+.3f} | "

@@ -59,7 +59,7 @@ def make_schedule(
 
     def schedule(step):
         step = jnp.asarray(step)
-        step = jnp.asarray(step - step % every if every > 1 else step, jnp.float32)
+        step = (step - step % every).astype(jnp.float32)
         return jnp.where(step < warm, warmup(step), after(step)).astype(jnp.float32)
 
     return schedule
