@@ -144,7 +144,7 @@ def run_cell(
     if not args.force and cell_is_done(path, config, seeds, args.stop_at):
         print(f"{cell}: done already ({path}), skipped")
         return True
-    workdir = os.path.join(args.workdir, f"{cell}-{config_tag(config, seeds, args.stop_at)}")
+    workdir = cell_workdir(args.workdir, cell, config, seeds, args.stop_at)
     if args.force and os.path.exists(workdir):
         raise SystemExit(f"--force: remove {workdir} first so the cell starts from scratch")
     print(f"{cell}: {config.train.steps} steps, seeds {seeds}", flush=True)
@@ -159,9 +159,7 @@ def run_cell(
     if run.status != "completed":
         raise SystemExit(f"{cell}: training {run.status}{': ' + run.error if run.error else ''}")
     result = {k: summary[k] for k in CELL_RESULTS}
-    result["history"] = [{k: v for k, v in record.items() if k != "kind"}
-                         for record in read_jsonl(os.path.join(workdir, METRICS))
-                         if record["kind"] == "eval"]
+    result["history"] = eval_history(workdir)
     best = result["best_test_accuracy"]
     print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
           f"at steps {result['best_step']}, {result['final_step']} steps, "
@@ -179,6 +177,21 @@ def run_cell(
         **result,
     })
     return True
+
+
+def cell_workdir(workdir: str, cell: str, config: RunConfig, seeds: list[int],
+                 stop_at: float | None) -> str:
+    """The run directory of this very cell (config, seeds, stopping rule) under `workdir`."""
+    return os.path.join(workdir, f"{cell}-{config_tag(config, seeds, stop_at)}")
+
+
+def eval_history(workdir: str) -> list[dict]:
+    """A run's evaluation records, oldest first (empty before its first metrics line)."""
+    path = os.path.join(workdir, METRICS)
+    if not os.path.exists(path):
+        return []
+    return [{k: v for k, v in record.items() if k != "kind"}
+            for record in read_jsonl(path) if record["kind"] == "eval"]
 
 
 def run_in_workers(cells: list[str], jobs: int, deadline: float | None) -> None:

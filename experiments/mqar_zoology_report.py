@@ -7,14 +7,12 @@ and the test-accuracy curves per epoch (mean over seeds, the band from the worst
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
 
-from h3_jax.train.config import RunConfig, config_tag
-from h3_jax.train.metrics_log import read_jsonl
-from h3_jax.train.workdir import METRICS
+from h3_jax.train.config import RunConfig
+from cells import cell_workdir, eval_history
 from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
 
 CLOSE_ENOUGH = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology's
@@ -23,12 +21,7 @@ CLOSE_ENOUGH = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology
 def in_progress(workdir: str, cell: str, config: RunConfig, seeds: list[int],
                 stop_at: float | None) -> dict | None:
     """A paused cell's evaluations so far, read from its run directory, or None."""
-    run = os.path.join(workdir, f"{cell}-{config_tag(config, seeds, stop_at)}")
-    path = os.path.join(run, METRICS)
-    if not os.path.exists(path):
-        return None
-    history = [{k: v for k, v in r.items() if k != "kind"}
-               for r in read_jsonl(path) if r["kind"] == "eval"]
+    history = eval_history(cell_workdir(workdir, cell, config, seeds, stop_at))
     if not history:
         return None
     best = np.max([h["test_accuracy"] for h in history], axis=0)
@@ -55,8 +48,8 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
     rows, data = [], {}
     for cell, result in cells.items():
         mixer, L, kv, d, lr = all_cells[cell]
-        total = config_for(cell).train.steps
-        epoch = config_for(cell).optim.schedule_every
+        config = config_for(cell)
+        total, epoch = config.train.steps, config.optim.schedule_every
         stats = summarize(result["best_test_accuracy"])
         theirs = zoology[(mixer, L, d)]
         status = (f"training: epoch {result['final_step'] // epoch} of {total // epoch}"
