@@ -464,9 +464,9 @@ show(fig, "3_two_memories")
 # shift(k)_t v_t^T (a P x P matrix per head), the diagonal SSM filters each of its P^2 entries,
 # and q_t contracts the first index: one head is then a linear-attention head whose running sum
 # is replaced by a decaying SSM. Here is `h3_jax.mixers.H3` on a toy input with D = 8, P = 2
-# (H = 4 heads), stage by stage, through the module's own parts. The stages use private helpers
-# of `h3_jax/mixers/h3.py` (`_qkv`, `_outer`, `_contract`); the last line checks that together
-# they are the module's output.
+# (H = 4 heads), stage by stage, through the module's own parts (`H3.qkv` and the functions
+# `head_outer` and `head_contract` of `h3_jax/mixers/h3.py`); the last line checks that
+# together they are the module's output.
 
 # %%
 Bt, Lt, Dt, Pt = 1, 6, 8, 2
@@ -483,11 +483,11 @@ STAGES = ("x", "q", "k", "v", "shift(k)", "shift(k) (x) v", "SSM_diag(...)", "q 
 def stages(m, x):
     """The forward pass of `h3_jax.mixers.H3`, one stage at a time (names in STAGES), and the
     module's own output."""
-    q, k, v = m._qkv(x)                                             # each (B, L, D)
+    q, k, v = m.qkv(x)                                              # each (B, L, D)
     k_shifted = shift_ssm.sequence(m.shift_ssm(), k)                # (B, L, D)
-    kv = h3_mixer._outer(k_shifted, v, Pt)                          # (B, P, P, L, H)
+    kv = h3_mixer.head_outer(k_shifted, v, Pt)                      # (B, P, P, L, H)
     y = diag_ssm.sequence(m.diag_ssm(), kv, h3_config.algorithm)    # (B, P, P, L, H)
-    qy = h3_mixer._contract(q, y, Pt)                               # (B, L, D)
+    qy = h3_mixer.head_contract(q, y, Pt)                           # (B, L, D)
     return (x, q, k, v, k_shifted, kv, y, qy, m.output_linear(qy)), m(x)
 
 

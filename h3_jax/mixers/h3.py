@@ -123,7 +123,7 @@ class H3(Mixer):
 
     def step(self, x_t: Float[Array, "B D"], state, *, position=None):
         P = self.config.head_dim
-        q, k, v = self._qkv(x_t)
+        q, k, v = self.qkv(x_t)
         shift_state, k_shifted = shift.step(self.shift_ssm(), state["shift"], k)
         kv = _outer_step(k_shifted, v, P)
         if self.config.inner_ssm == "s6":
@@ -152,7 +152,8 @@ class H3(Mixer):
         """The state's key of the inner SSM."""
         return "selective" if self.config.inner_ssm == "s6" else "diag"
 
-    def _qkv(self, x):
+    def qkv(self, x: Float[Array, "... D"]) -> list[Float[Array, "... D"]]:
+        """[q, k, v], the three input projections (one fused matmul), in float32."""
         projections = fused_dense(self.shared, x, (self.q_proj, self.k_proj, self.v_proj))
         return [p.astype(jnp.float32) for p in projections]
 
@@ -167,8 +168,8 @@ class H3(Mixer):
     def _sequence(self, x, with_state: bool = False):
         """(y, k, the inner SSM's state after x, or None) of a whole sequence."""
         c, P = self.config, self.config.head_dim
-        q, k, v = self._qkv(x)
-        kv = _outer(shift.sequence(self.shift_ssm(), k), v, P)
+        q, k, v = self.qkv(x)
+        kv = head_outer(shift.sequence(self.shift_ssm(), k), v, P)
         if c.inner_ssm == "s6":
             sel, A, D = self._selection(x, P)
             y, last = selective.sequence(A, D, sel, _flat(kv, P), c.algorithm,
@@ -178,19 +179,21 @@ class H3(Mixer):
             dyn = self.diag_ssm()
             y = diag.sequence(dyn, kv, c.algorithm)
             state = diag.final_state(dyn, kv) if with_state else None
-        return self.output_linear(_contract(q, y, P)), k, state
+        return self.output_linear(head_contract(q, y, P)), k, state
 
 
-def _outer(k, v, P: int):
-    """k (B, L, D), v (B, L, D) -> k . v (B, L, D) for P = 1, else per-head k v^T (B, P, P, L, H)."""
+def head_outer(k: Float[Array, "B L D"], v: Float[Array, "B L D"], P: int) -> Array:
+    """k . v (B, L, D) for P = 1, else each head's k_t v_t^T, (B, P, P, L, H): the input of
+    the inner SSM."""
     if P == 1:
         return k * v
     k, v = _heads(k, P), _heads(v, P)
     return jnp.einsum("blhi,blhj->bijlh", k, v)
 
 
-def _contract(q, y, P: int):
-    """q . y for P = 1; else out[b, l, h P + j] = sum_i q[b, l, h P + i] y[b, i, j, l, h]."""
+def head_contract(q: Float[Array, "B L D"], y: Array, P: int) -> Float[Array, "B L D"]:
+    """The inner SSM's output y read out by q: q . y for P = 1, else
+    out[b, l, h P + j] = sum_i q[b, l, h P + i] y[b, i, j, l, h]."""
     if P == 1:
         return q * y
     out = jnp.einsum("blhi,bijlh->blhj", _heads(q, P), y)
