@@ -152,17 +152,26 @@ def train(
         # process 0 is about to write; and all stop together if process 0 cannot hold workdir.
         if processes.any_process(busy is not None):
             raise busy or WorkdirBusy(f"workdir {workdir}: process 0 of this run cannot hold it")
-        return _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline,
-                      show_progress, echo)
+        seeds, data_seeds = _replica_seeds(config, workdir, seeds, data_seeds, resume)
+        return _train(config, workdir, seeds=seeds, data_seeds=data_seeds, resume=resume,
+                      stop_at=stop_at, deadline=deadline, show_progress=show_progress, echo=echo)
 
 
-def _train(config, workdir, seeds, data_seeds, resume, stop_at, deadline, show_progress, echo):
-    t = config.train
+def _replica_seeds(config: RunConfig, workdir: str, seeds, data_seeds, resume: bool):
+    """(seeds, data seeds) of the replicas: as given; else those the run in workdir was
+    started with (on resume); else the config's one pair. Data seeds default to the seeds."""
     if seeds is None and resume and wd.has_run(workdir):
-        seeds, data_seeds = wd.read_seeds(workdir)
-    elif seeds is None:
-        seeds, data_seeds = [t.seed], [t.data_seed] if data_seeds is None else data_seeds
-    run = Run(config, workdir, seeds, seeds if data_seeds is None else data_seeds)
+        return wd.read_seeds(workdir)
+    if seeds is None:
+        return [config.train.seed], [config.train.data_seed] if data_seeds is None else data_seeds
+    return seeds, seeds if data_seeds is None else data_seeds
+
+
+def _train(config: RunConfig, workdir: str, *, seeds: Sequence[int], data_seeds: Sequence[int],
+           resume: bool, stop_at: float | None, deadline: float | None,
+           show_progress: bool | None, echo: Callable[[str], None]) -> RunResult:
+    t = config.train
+    run = Run(config, workdir, seeds, data_seeds)
     start, meta = 0, {}
     latest = run.checkpoints.latest_step() if resume else None
     if latest is not None:
