@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,14 +62,26 @@ HLO_LINE = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+?\[[^\]]*\](?:\{[^}]*\})
                       r"([\w-]+)\((.*)$", re.M)
 
 
-def lm_workload():
-    """The LM step exactly as bench_user_script.py's user writes it: (step, carry, tokens)."""
+class Workload(NamedTuple):
+    """A step to time: `step(*carry)` returns the next carry; `lower(*carry)` is the step's
+    lowered computation (for its compiled HLO); `tokens` per step."""
+
+    step: Callable
+    carry: tuple
+    tokens: int
+    lower: Callable
+
+
+def lm_workload() -> Workload:
+    """The LM step exactly as bench_user_script.py's user writes it."""
     namespace = {"DONATE": ()}
     exec(bench_user_script.USER_STEP, namespace)
-    return namespace["step"], namespace["carry"], bench_user_script.B * bench_user_script.L
+    step = namespace["step"]
+    return Workload(step, namespace["carry"], bench_user_script.B * bench_user_script.L,
+                    step.lower)
 
 
-def mqar_workload():
+def mqar_workload() -> Workload:
     """The library's MQAR step at Zoology's L = 128, d_model 128 cell, batch 512."""
     config = apply_overrides(get_preset("h3-mqar"), [
         "task.seq_len=128", "task.num_kv_pairs=8", "model.d_model=128",
@@ -83,8 +96,8 @@ def mqar_workload():
     def step(state):
         return (train_step(state, batch)[0],)
 
-    step.lower = lambda state: train_step.lower(state, batch)  # for the compiled HLO
-    return step, (init_train_state(model, tx, 0, task.seq_len),), 512 * task.seq_len
+    return Workload(step, (init_train_state(model, tx, 0, task.seq_len),), 512 * task.seq_len,
+                    lambda state: train_step.lower(state, batch))
 
 
 WORKLOADS = {"lm": lm_workload, "mqar": mqar_workload}
@@ -232,12 +245,12 @@ def op_times(trace_dir: str, ops: dict, steps: int) -> dict[str, float]:
 
 
 def profile(workload: str, steps: int) -> dict:
-    step, carry, tokens = WORKLOADS[workload]()
+    step, carry, tokens, lower = WORKLOADS[workload]()
     carry, compile_s, step_s = time_steps(step, carry, steps)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     carry, _, _ = time_steps(step, carry, steps)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (steps + 1)
-    text = step.lower(*carry).compile().as_text()
+    text = lower(*carry).compile().as_text()
     ops = parse_hlo(text)
     mark_computations(text, ops)
     with tempfile.TemporaryDirectory() as trace_dir:
