@@ -51,11 +51,15 @@ BYTES = {"f32": 4, "c64": 8, "s32": 4, "u32": 4, "bf16": 2, "f16": 2, "pred": 1,
 
 
 def model_config(name: str) -> LMConfig:
-    """2-layer LMs of width 64; "h3+attention" has attention as its second layer."""
+    """2-layer LMs of width 64; "h3+attention" has attention as its second layer; "h3-scan"
+    and "h3-s6" run H3's inner SSM (S4D, S6) by the associative scan."""
     base = dict(vocab_size=VOCAB, d_model=64, n_layer=2, embed_dropout=0.0)
     return {
         "h3": LMConfig(**base, mixer=mixers.H3Config(d_state=64)),
         "h3-heads": LMConfig(**base, mixer=mixers.H3Config(d_state=16, head_dim=4)),
+        "h3-scan": LMConfig(**base, mixer=mixers.H3Config(d_state=16, algorithm="scan")),
+        "h3-s6": LMConfig(**base, mixer=mixers.H3Config(d_state=16, inner_ssm="s6",
+                                                        algorithm="scan")),
         "s4d": LMConfig(**base, mixer="s4d"),
         "gss": LMConfig(**base, mixer="gss"),
         "h3+attention": LMConfig(**base, mixer=mixers.H3Config(d_state=64),

@@ -1,7 +1,7 @@
 """Sequence parallelism: the LM with its length split over 4 fake devices (in a subprocess,
-through experiments/bench_seq_parallel.py) gives the single-device logits and gradients, and
-its per-device buffers at L = 2^16 are about a quarter of the single-device run's; the
-settings that cannot work are refused."""
+through experiments/bench_seq_parallel.py) gives the single-device logits and gradients (FFT
+and scan paths, S4D and S6 inside H3), and its per-device buffers at L = 2^16 are about a
+quarter of the single-device run's; the settings that cannot work are refused."""
 
 from __future__ import annotations
 
@@ -37,6 +37,20 @@ def test_sharded_length_matches_one_device_and_saves_memory(run_script, tmp_path
     comm = long["collective_bytes"]
     assert comm["all-gather"] > 0 and comm["collective-permute"] > 0
     assert (tmp_path / "bench_seq_parallel.md").exists()
+
+
+def test_the_scan_paths_split_over_length_match_one_device(run_script, tmp_path):
+    # The associative scan inside H3, with the diagonal SSM (state passing as for the FFT) and
+    # with S6 (no length-sharded path of its own: XLA partitions its scan).
+    done = run_script("bench_seq_parallel", "--models", "h3-scan,h3-s6", "--lengths", "256",
+                      "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "bench_seq_parallel.json").read_text())["rows"]
+    assert [(r["model"], r["L"], r["shards"]) for r in rows] == [("h3-scan", 256, 4),
+                                                                 ("h3-s6", 256, 4)]
+    for row in rows:
+        assert row["logits_error"] < LOGITS_TOLERANCE, row["model"]
+        assert row["grad_error"] < GRAD_TOLERANCE, row["model"]
 
 
 @pytest.mark.parametrize("shards, message", [
