@@ -137,8 +137,8 @@ def train(
     checkpoint and returns status "paused"; training again with `resume` continues there.
     Always ends by writing summary.json (status "completed", "paused", "interrupted",
     "diverged", or "failed" when a checkpoint or log could not be written, e.g. on a full disk;
-    the earlier checkpoints stay loadable). The run holds `workdir` (see `lock.py`): WorkdirBusy if another live process
-    trains there.
+    the earlier checkpoints stay loadable). The run holds `workdir` (see `lock.py`):
+    WorkdirBusy if another live process trains there.
     """
     check(config)  # also for configs built in Python, which skip apply_overrides
     with contextlib.ExitStack() as hold:
