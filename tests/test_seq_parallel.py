@@ -41,7 +41,7 @@ def test_sharded_length_matches_one_device_and_saves_memory(run_script, tmp_path
 
 def test_the_scan_paths_split_over_length_match_one_device(run_script, tmp_path):
     # The associative scan inside H3, with the diagonal SSM (state passing as for the FFT) and
-    # with S6 (no length-sharded path of its own: XLA partitions its scan).
+    # with S6 (no length-sharded path of its own: jit's automatic partitioning runs it).
     done = run_script("bench_seq_parallel", "--models", "h3-scan,h3-s6", "--lengths", "256",
                       "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr

@@ -157,7 +157,8 @@ def train(
                       stop_at=stop_at, deadline=deadline, show_progress=show_progress, echo=echo)
 
 
-def _replica_seeds(config: RunConfig, workdir: str, seeds, data_seeds, resume: bool):
+def _replica_seeds(config: RunConfig, workdir: str, seeds: Sequence[int] | None,
+                   data_seeds: Sequence[int] | None, resume: bool):
     """(seeds, data seeds) of the replicas: as given; else those the run in workdir was
     started with (on resume); else the config's one pair. Data seeds default to the seeds."""
     if seeds is None and resume and wd.has_run(workdir):
