@@ -221,7 +221,6 @@ def main() -> None:
     add_arguments(parser, ZOOLOGY_CELLS, "mqar_zoology")
     parser.set_defaults(stop_at=0.99)
     args = parser.parse_known_args()[0]
-    cells_run = list(ALL_CELLS) if args.cells == "all" else args.cells.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
 
     def zoology_config(cell, steps, overrides):
@@ -230,7 +229,7 @@ def main() -> None:
     report = functools.partial(
         zoology_report.write_report, all_cells=ALL_CELLS, zoology=ZOOLOGY,
         config_for=lambda cell: zoology_config(cell, args.steps, args.override),
-        workdir=args.workdir, seeds=seeds, stop_at=args.stop_at, cells_run=cells_run,
+        workdir=args.workdir, seeds=seeds, stop_at=args.stop_at,
     )
     run_study(parser, tuple(ALL_CELLS), zoology_config, report)
 

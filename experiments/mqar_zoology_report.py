@@ -37,10 +37,12 @@ def summarize(accuracies: list[float]) -> dict:
 
 def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
                  config_for: Callable[[str], RunConfig], workdir: str, seeds: list[int],
-                 stop_at: float | None, cells_run: list[str]) -> list[str]:
+                 stop_at: float | None) -> list[str]:
+    """The report of every cell, finished or paused, whichever command trained it (a run of
+    some cells rewrites the report with the others kept)."""
     done = load_cells(cell_dir, all_cells)
     cells = dict(done)
-    for cell in cells_run:
+    for cell in all_cells:
         if cell not in cells:
             partial = in_progress(workdir, cell, config_for(cell), seeds, stop_at)
             if partial is not None:

@@ -86,6 +86,12 @@ def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
     assert "paused at step" in paused.stdout
     partial = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
     assert partial["cells"]["attention-L64-d64-lr0.00215"]["status"].startswith("training")
+    # A command for another cell (here one that trains nothing) keeps the paused cell's row.
+    other = [a.replace("attention-L64", "h3-L64") for a in common]
+    reported = run_script("mqar", *other, "--budget-minutes", "0")
+    assert reported.returncode == 0, reported.stderr[-2000:]
+    kept = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
+    assert kept["cells"]["attention-L64-d64-lr0.00215"]["status"].startswith("training")
     run = run_script("mqar", *common)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
