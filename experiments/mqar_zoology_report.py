@@ -2,7 +2,8 @@
 mean and range over seeds beside Zoology's values, cells still training with their curves so far.
 
 Writes <stem>.md, .json and .png: the best accuracy per (mixer, L, d_model) against Zoology's
-and the test-accuracy curves per epoch (mean over seeds, the band from the worst to the best).
+and the test-accuracy curves per epoch (mean over seeds, the band from the worst to the best)
+with the training and test losses beside them.
 """
 
 from __future__ import annotations
@@ -58,15 +59,17 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
                   if result.get("in_progress") else
                   "stopped early" if any(np.atleast_1d(result.get("stopped_early", False)))
                   else f"{total // epoch} epochs")
+        history = [{"epoch": h["step"] // epoch, "test_accuracy": h["test_accuracy"],
+                    "train_loss": h.get("train_loss"), "test_loss": h.get("test_loss")}
+                   for h in result["history"]]
         data[cell] = {**stats, "zoology": theirs, "status": status, "lr": lr,
-                      "history": [{"epoch": h["step"] // epoch,
-                                   "test_accuracy": h["test_accuracy"]}
-                                  for h in result["history"]]}
+                      "history": history}
         near = "yes" if abs(stats["mean"] - theirs) <= CLOSE_ENOUGH else "no"
         rows.append(f"| {mixer} | {L} ({kv}) | {d} | {stats['mean']:.3f} "
                     f"({stats['min']:.3f}-{stats['max']:.3f}, {stats['seeds']} seeds) | "
                     f"{theirs:.2f} | {stats['mean'] - theirs:+.3f} | "
-                    f"{near if not result.get('in_progress') else '-'} | {status} |")
+                    f"{near if not result.get('in_progress') else '-'} | "
+                    f"{losses(history[-1])} | {status} |")
     cpus = sorted({cpu_label(r["environment"]) for r in done.values() if "environment" in r})
     lines = [
         "# MQAR, Zoology Figure 2 with Zoology's recipe",
@@ -78,11 +81,15 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
         "epoch, no warmup; evaluation every epoch, early stop at 0.99. Best test accuracy over "
         "the evaluations: the mean over seeds with the range (worst-best); Zoology's Figure 2 "
         "(best of four rates, read from the plot to +-0.03) beside. `within 5` says whether the "
-        "mean lies within 5 points of Zoology's; cells still training show their best so far.",
+        "mean lies within 5 points of Zoology's; cells still training show their best so far. "
+        "`train / test loss` is at the last evaluation, mean over seeds: the training loss "
+        "averaged over that epoch's steps (embedding dropout on), the test loss on the 3,000 "
+        "test examples; a test loss well above the training loss is the model learning the "
+        "100,000 training examples rather than the recall rule.",
         "",
         "| mixer | L (kv) | d_model | h3-jax, mean (range) | Zoology | difference | within 5 "
-        "| status |",
-        "|---|---|---:|---|---:|---:|---|---|",
+        "| train / test loss | status |",
+        "|---|---|---:|---|---:|---:|---|---|---|",
         *rows,
         "",
         f"CPU: {', '.join(cpus) if cpus else 'see the cells'}.",
@@ -92,11 +99,23 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
     return [f for f in files if f]
 
 
+def mean_loss(values: list[float | None] | None) -> float | None:
+    """The mean over the seeds whose loss is finite (a diverged seed logs None)."""
+    finite = [v for v in values or [] if v is not None]
+    return float(np.mean(finite)) if finite else None
+
+
+def losses(evaluation: dict) -> str:
+    """'train / test' loss of one evaluation, each the mean over seeds ('-' where not logged)."""
+    train, test = mean_loss(evaluation["train_loss"]), mean_loss(evaluation["test_loss"])
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in (train, test))
+
+
 def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
     plt = pyplot()
     if plt is None or not data:
         return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right, loss) = plt.subplots(1, 3, figsize=(15, 3.8))
     widths = sorted({all_cells[c][3] for c in data})
     for i, (cell, row) in enumerate(sorted(data.items())):
         mixer, L, _, d, _ = all_cells[cell]
@@ -110,6 +129,12 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
         acc = np.asarray([h["test_accuracy"] for h in row["history"]], dtype=float)
         right.plot(epochs, acc.mean(axis=1), color=color, label=f"{mixer} L={L} d={d}")
         right.fill_between(epochs, acc.min(axis=1), acc.max(axis=1), color=color, alpha=0.2)
+        for key, style in (("train_loss", "--"), ("test_loss", "-")):
+            points = [(h["epoch"], mean_loss(h[key])) for h in row["history"]
+                      if mean_loss(h[key]) is not None]
+            if points:
+                loss.plot(*zip(*points), style, color=color,
+                          label=f"{mixer} L={L} d={d}" if key == "test_loss" else None)
     # Only the widths that ran, as plain numbers: no log-scale ticks in between.
     left.set_xticks(range(len(widths)), [str(w) for w in widths])
     left.set_xlim(-0.5, len(widths) - 0.5)
@@ -119,5 +144,8 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
     right.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02),
               title="learning curves (mean, range)")
     right.legend(fontsize=6)
+    loss.set(xlabel="epoch", ylabel="loss (mean over seeds)", yscale="log",
+             title="test loss (solid), training loss (dashed)")
+    loss.legend(fontsize=6)
     fig.tight_layout()
     return save_figure(fig, path)

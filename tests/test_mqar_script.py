@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from h3_jax.train.config import config_from_dict, config_to_dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -99,6 +101,10 @@ def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
     assert cell["seeds"] == 2 and cell["min"] <= cell["mean"] <= cell["max"]
     assert cell["zoology"] == 1.0 and cell["status"] == "2 epochs"
     assert [h["epoch"] for h in cell["history"]] == [1, 2]
+    last = cell["history"][-1]
+    assert len(last["train_loss"]) == len(last["test_loss"]) == 2
+    train, test = (np.mean(last[k]) for k in ("train_loss", "test_loss"))
     text = (tmp_path / "results" / "mqar_zoology.md").read_text()
     assert "| attention | 64 (4) | 64 |" in text and "2 seeds" in text
+    assert f"| {train:.2f} / {test:.2f} | 2 epochs |" in text
     assert (tmp_path / "results" / "mqar_zoology.png").exists()
