@@ -163,7 +163,7 @@ def run_cell(
     best = result["best_test_accuracy"]
     print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
           f"at steps {result['best_step']}, {result['final_step']} steps, "
-          f"{result['elapsed_s']:.0f} s, {result['steps_per_s']:.0f} steps/s", flush=True)
+          f"{result['elapsed_s']:.0f} s, {result['steps_per_s']:.3g} steps/s", flush=True)
     write_json(path, {
         "cell": cell,
         "command": args.launched_by or shlex.join([sys.executable, *sys.argv]),
