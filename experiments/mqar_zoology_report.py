@@ -130,8 +130,8 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
         right.plot(epochs, acc.mean(axis=1), color=color, label=f"{mixer} L={L} d={d}")
         right.fill_between(epochs, acc.min(axis=1), acc.max(axis=1), color=color, alpha=0.2)
         for key, style in (("train_loss", "--"), ("test_loss", "-")):
-            points = [(h["epoch"], mean_loss(h[key])) for h in row["history"]
-                      if mean_loss(h[key]) is not None]
+            points = [(h["epoch"], m) for h in row["history"]
+                      if (m := mean_loss(h[key])) is not None]
             if points:
                 loss.plot(*zip(*points), style, color=color,
                           label=f"{mixer} L={L} d={d}" if key == "test_loss" else None)
