@@ -85,7 +85,8 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
         "`train / test loss` is at the last evaluation, mean over seeds: the training loss "
         "averaged over that epoch's steps (embedding dropout on), the test loss on the 3,000 "
         "test examples; a test loss well above the training loss is the model learning the "
-        "100,000 training examples rather than the recall rule.",
+        "100,000 training examples rather than the recall rule. Why a cell falls short, read "
+        "from its curves: [mqar_study.md](mqar_study.md#zoologys-recipe-all-64-epochs).",
         "",
         "| mixer | L (kv) | d_model | h3-jax, mean (range) | Zoology | difference | within 5 "
         "| train / test loss | status |",
@@ -123,7 +124,7 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
         x = widths.index(d) + (0.08 if mixer == "attention" else -0.08) + (L == 128) * 0.02
         left.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["min"]],
                       [row["max"] - row["mean"]]], fmt="o", color=color, capsize=3,
-                      label=f"{mixer} L={L}")
+                      label=f"{mixer} L={L} d={d}")
         left.plot([x], [zoology[(mixer, L, d)]], "x", color=color, markersize=9)
         epochs = [h["epoch"] for h in row["history"]]
         acc = np.asarray([h["test_accuracy"] for h in row["history"]], dtype=float)
