@@ -1,5 +1,6 @@
 """Running a study as named cells: one run config each, its seeds trained together (vmapped), a
-JSON per finished cell, resume from checkpoints, a time budget, and cells in parallel workers.
+JSON per finished cell, resume from checkpoints (also on another machine, see `parked.py`), a
+time budget, and cells in parallel workers.
 
 A study script (synthetics.py, mqar.py) names its cells and their configs and writes its own
 report; `add_arguments` and `run_study` do the rest.
@@ -28,6 +29,7 @@ from h3_jax.train.config import (
 from h3_jax.train.loop import train
 from h3_jax.train.metrics_log import read_jsonl
 from h3_jax.train.workdir import METRICS, environment, write_json
+from parked import discard, park, unpark
 
 # What a cell's JSON keeps of its run's summary (besides the history of evaluations).
 CELL_RESULTS = ("seeds", "data_seeds", "final_step", "test_accuracy", "test_loss",
@@ -97,6 +99,9 @@ def run_study(
     keep_compiled(args.workdir)
     cell_dir = os.path.join(args.out_dir, args.name)
     os.makedirs(cell_dir, exist_ok=True)
+    if not args.force:
+        for run_dir in unpark(cell_dir, args.workdir):
+            print(f"continuing from the parked copy, now in {run_dir}")
     if args.cpu is not None and args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})  # before XLA starts its threads, which inherit it
     deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
@@ -152,12 +157,16 @@ def run_cell(
     run = train(config, workdir, seeds=seeds, resume=True, stop_at=args.stop_at,
                 deadline=deadline, show_progress=args.progress)
     summary = run.summary
+    if run.status in ("paused", "interrupted"):
+        parked = park(workdir, cell_dir)
+        print(f"{cell}: {run.status} at step {summary['final_step']} (checkpoint in {workdir}, "
+              f"its latest copied to {parked} to commit with the results); run the same command "
+              "again to continue", flush=True)
     if run.status == "paused":
-        print(f"{cell}: time budget spent, paused at step {summary['final_step']} (checkpoint "
-              f"in {workdir}); run the same command again to continue", flush=True)
         return False
     if run.status != "completed":
         raise SystemExit(f"{cell}: training {run.status}{': ' + run.error if run.error else ''}")
+    discard(workdir, cell_dir)
     result = {k: summary[k] for k in CELL_RESULTS}
     result["history"] = eval_history(workdir)
     best = result["best_test_accuracy"]

@@ -20,8 +20,9 @@ examples for 64 epochs (195 steps each: the fixed train set drops the last parti
 Zoology's loader keeps it), one AdamW group with weight decay 0.1, a cosine decay stepped once per
 epoch with no warmup, an evaluation per epoch, early stop at 0.99; the rate 2.15e-3 (the best of
 the scaled sweep) for every setting and seeds 0, 1, 2 by default. A cell takes hours on a CPU:
-`--budget-minutes` pauses it with a checkpoint, the same command continues it, and the report
-shows cells still in progress with their curves so far.
+`--budget-minutes` pauses it with a checkpoint (its latest also copied to
+`results/mqar_zoology/paused/`, for another machine: see `parked.py`), the same command continues
+it, and the report shows cells still in progress with their curves so far.
 """
 
 from __future__ import annotations

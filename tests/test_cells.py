@@ -1,5 +1,6 @@
 """experiments/cells.py: a finished cell is recognised (and skipped) by its config, seeds and
-stopping rule, also after config fields were added to the package."""
+stopping rule, also after config fields were added to the package; a parked copy of a paused
+run (experiments/parked.py) replaces only an older work directory."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "experiments"))
 import cells  # noqa: E402
 import mqar  # noqa: E402
+import parked  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "experiments", "results")
@@ -43,3 +45,27 @@ def test_committed_mqar_cells_are_done():
     assert "format" not in stored["config"]  # stored in format 1, read through the converter
     assert cells.cell_is_done(path, mqar.config_for(cell, None, []), stored["seeds"],
                               stored["stop_at"])
+
+
+def test_a_parked_run_replaces_only_an_older_work_directory(tmp_path):
+    def run(path, step, metrics):
+        (path / "checkpoints" / str(step)).mkdir(parents=True)
+        (path / "config.json").write_text("{}")
+        (path / "metrics.jsonl").write_text(metrics)
+        return path
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    source = run(tmp_path / "machine1" / "cell-abc", 10, "ten")
+    (source / "checkpoints" / "5").mkdir()
+    (source / "lock").write_text("pid")
+    copy = parked.park(str(source), str(results))
+    assert sorted(os.listdir(copy)) == ["checkpoints", "config.json", "metrics.jsonl"]
+    assert os.listdir(os.path.join(copy, "checkpoints")) == ["10"]
+    run(runs / "cell-abc", 5, "five")
+    run(runs / "cell-new", 20, "twenty")
+    assert parked.unpark(str(results), str(runs)) == [str(runs / "cell-abc")]
+    assert (runs / "cell-abc" / "metrics.jsonl").read_text() == "ten"
+    parked.park(str(runs / "cell-new"), str(results))
+    assert parked.unpark(str(results), str(runs)) == []  # nothing newer than the work directory
+    parked.discard(str(runs / "cell-new"), str(results))
+    assert sorted(os.listdir(results / "paused")) == ["cell-abc"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -88,6 +89,10 @@ def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
     assert "paused at step" in paused.stdout
     partial = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
     assert partial["cells"]["attention-L64-d64-lr0.00215"]["status"].startswith("training")
+    # Another machine gets the results (with the parked copy of the paused run), not runs/.
+    parked, = (tmp_path / "results" / "mqar_zoology" / "paused").iterdir()
+    assert [p.name for p in (parked / "checkpoints").iterdir()] == ["5"]
+    shutil.rmtree(tmp_path / "runs")
     # A command for another cell (here one that trains nothing) keeps the paused cell's row.
     other = [a.replace("attention-L64", "h3-L64") for a in common]
     reported = run_script("mqar", *other, "--budget-minutes", "0")
@@ -96,6 +101,7 @@ def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
     assert kept["cells"]["attention-L64-d64-lr0.00215"]["status"].startswith("training")
     run = run_script("mqar", *common)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert "resuming from step 5" in run.stdout and not parked.exists()
     report = json.loads((tmp_path / "results" / "mqar_zoology.json").read_text())
     cell = report["cells"]["attention-L64-d64-lr0.00215"]
     assert cell["seeds"] == 2 and cell["min"] <= cell["mean"] <= cell["max"]

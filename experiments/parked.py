@@ -1,0 +1,73 @@
+"""A paused cell's resumable state kept beside the study's results, so that another machine,
+given only a clone of the repository, continues the cell instead of starting it over.
+
+The work directory (`runs/`: every checkpoint kept, compiled steps) stays out of version control.
+When a cell pauses, `park` copies what resuming needs, the run's config, its metrics log and
+its latest checkpoint, to `<results>/<study>/paused/<run>/`, which is committed with the
+results; `unpark` copies it back into a work directory that holds no later checkpoint; a
+finished cell's copy is dropped (`discard`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from h3_jax.train.workdir import CHECKPOINTS, CONFIG, METRICS
+
+PAUSED = "paused"
+
+
+def parked_path(cell_dir: str, run_dir: str) -> str:
+    """Where the run in `run_dir` (a cell's work directory) is parked."""
+    return os.path.join(cell_dir, PAUSED, os.path.basename(os.path.normpath(run_dir)))
+
+
+def latest_step(run_dir: str) -> int | None:
+    """The step of the newest complete checkpoint in `run_dir` (orbax names each by its step
+    and writes it under a temporary name first), or None."""
+    directory = os.path.join(run_dir, CHECKPOINTS)
+    if not os.path.isdir(directory):
+        return None
+    return max((int(name) for name in os.listdir(directory) if name.isdigit()), default=None)
+
+
+def park(run_dir: str, cell_dir: str) -> str:
+    """Copy the run's config, metrics log and latest checkpoint to its parked path (replacing
+    an older copy as a whole: the new one is written beside it, then renamed)."""
+    step = latest_step(run_dir)
+    if step is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint to park")
+    target = parked_path(cell_dir, run_dir)
+    staging = target + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(os.path.join(run_dir, CHECKPOINTS, str(step)),
+                    os.path.join(staging, CHECKPOINTS, str(step)))
+    for name in (CONFIG, METRICS):
+        shutil.copy2(os.path.join(run_dir, name), os.path.join(staging, name))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    return target
+
+
+def unpark(cell_dir: str, workdir: str) -> list[str]:
+    """Put every run parked under `cell_dir` into `workdir` where the work directory has no
+    checkpoint as new as the parked one; returns the run directories it wrote."""
+    root = os.path.join(cell_dir, PAUSED)
+    names = sorted(n for n in os.listdir(root) if not n.endswith(".partial")) \
+        if os.path.isdir(root) else []
+    restored = []
+    for name in names:
+        parked, run_dir = os.path.join(root, name), os.path.join(workdir, name)
+        step = latest_step(parked)
+        if step is None or (latest_step(run_dir) or -1) >= step:
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(parked, run_dir)
+        restored.append(run_dir)
+    return restored
+
+
+def discard(run_dir: str, cell_dir: str) -> None:
+    """Drop the parked copy of a run that has finished."""
+    shutil.rmtree(parked_path(cell_dir, run_dir), ignore_errors=True)
