@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from h3_jax.train.checkpoint import Checkpoints
 from h3_jax.train.workdir import CHECKPOINTS, CONFIG, METRICS
 
 PAUSED = "paused"
@@ -24,12 +25,15 @@ def parked_path(cell_dir: str, run_dir: str) -> str:
 
 
 def latest_step(run_dir: str) -> int | None:
-    """The step of the newest complete checkpoint in `run_dir` (orbax names each by its step
-    and writes it under a temporary name first), or None."""
+    """The step of the newest complete checkpoint in `run_dir`, or None."""
     directory = os.path.join(run_dir, CHECKPOINTS)
     if not os.path.isdir(directory):
         return None
-    return max((int(name) for name in os.listdir(directory) if name.isdigit()), default=None)
+    checkpoints = Checkpoints(directory, read_only=True)
+    try:
+        return checkpoints.latest_step()
+    finally:
+        checkpoints.close()
 
 
 def park(run_dir: str, cell_dir: str) -> str:
@@ -54,13 +58,13 @@ def unpark(cell_dir: str, workdir: str) -> list[str]:
     """Put every run parked under `cell_dir` into `workdir` where the work directory has no
     checkpoint as new as the parked one; returns the run directories it wrote."""
     root = os.path.join(cell_dir, PAUSED)
-    names = sorted(n for n in os.listdir(root) if not n.endswith(".partial")) \
-        if os.path.isdir(root) else []
+    if not os.path.isdir(root):
+        return []
     restored = []
-    for name in names:
+    for name in sorted(n for n in os.listdir(root) if not n.endswith(".partial")):
         parked, run_dir = os.path.join(root, name), os.path.join(workdir, name)
-        step = latest_step(parked)
-        if step is None or (latest_step(run_dir) or -1) >= step:
+        step, local = latest_step(parked), latest_step(run_dir)
+        if step is None or (local is not None and local >= step):
             continue
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(parked, run_dir)

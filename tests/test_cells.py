@@ -8,6 +8,9 @@ import json
 import os
 import sys
 
+import numpy as np
+
+from h3_jax.train.checkpoint import Checkpoints
 from h3_jax.train.config import apply_overrides, config_to_dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -48,15 +51,20 @@ def test_committed_mqar_cells_are_done():
 
 
 def test_a_parked_run_replaces_only_an_older_work_directory(tmp_path):
+    def checkpoint(path, step):
+        checkpoints = Checkpoints(str(path / "checkpoints"))
+        checkpoints.save(step, {"w": np.full(2, step, np.float32)}, {"step": step})
+        checkpoints.close()
+
     def run(path, step, metrics):
-        (path / "checkpoints" / str(step)).mkdir(parents=True)
+        checkpoint(path, step)
         (path / "config.json").write_text("{}")
         (path / "metrics.jsonl").write_text(metrics)
         return path
 
     results, runs = tmp_path / "results", tmp_path / "runs"
+    checkpoint(tmp_path / "machine1" / "cell-abc", 5)
     source = run(tmp_path / "machine1" / "cell-abc", 10, "ten")
-    (source / "checkpoints" / "5").mkdir()
     (source / "lock").write_text("pid")
     copy = parked.park(str(source), str(results))
     assert sorted(os.listdir(copy)) == ["checkpoints", "config.json", "metrics.jsonl"]
