@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,3 +85,14 @@ def test_retention_keeps_the_latest_n_and_the_best(tmp_path, trained_state):
     assert ckpt.steps() == [2, 5, 6]
     assert ckpt.latest_step() == 6 and ckpt.best_step() == 2
     ckpt.close()
+
+
+def test_a_read_only_checkpoint_directory_opens_without_warnings(tmp_path, trained_state, caplog):
+    ckpt = Checkpoints(str(tmp_path / "ck"))
+    ckpt.save(3, trained_state, {"step": 3})
+    ckpt.close()
+    with caplog.at_level(logging.WARNING):
+        reader = Checkpoints(str(tmp_path / "ck"), read_only=True)
+        assert reader.latest_step() == 3
+        reader.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -35,17 +35,27 @@ def _writing(what: str) -> Iterator[None]:
         raise CheckpointWriteError(f"{what} failed: {message[:300]}") from err
 
 
-class _OrbaxErrorsReportedHere(logging.Filter):
-    """Drops orbax's own ERROR records (its background threads log each failed write with a
-    traceback): every failure they describe reaches the caller as a CheckpointWriteError."""
+# What a read-only manager says of itself on opening: it is opened read-only on purpose.
+_READ_ONLY_NOTICES = ("read_only=True, setting save_interval_steps", "Given directory is read only")
+
+
+class _OrbaxNoiseFilter(logging.Filter):
+    """Drops orbax's ERROR records (its background threads log each failed write with a
+    traceback: every failure they describe reaches the caller as a CheckpointWriteError) and
+    the notices a read-only manager logs when it opens."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        if record.levelno >= logging.ERROR:
+            return False
+        message = record.getMessage()
+        return not any(notice in message for notice in _READ_ONLY_NOTICES)
 
 
 _absl_logger = logging.getLogger("absl")
-if not any(isinstance(f, _OrbaxErrorsReportedHere) for f in _absl_logger.filters):
-    _absl_logger.addFilter(_OrbaxErrorsReportedHere())
+if not any(isinstance(f, _OrbaxNoiseFilter) for f in _absl_logger.filters):
+    _absl_logger.addFilter(_OrbaxNoiseFilter())
 
 
 def _accuracy(metrics: Any) -> float:
