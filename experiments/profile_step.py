@@ -1,20 +1,23 @@
 """Where a train step's time goes, op by op, against what the machine can do.
 
     python experiments/profile_step.py [--workload lm|mqar] [--name NAME] [--steps 5]
+                                       [--set model.compute_dtype=bfloat16 ...]
 
 Times the jitted step (compile apart), then records a few steps with the JAX profiler and reads
 each XLA op's time from the trace. Ops are grouped by kind (matmul, FFT, elementwise fusion,
 copy/transpose, concatenate/pad/slice, reduction) and by the model part they belong to; matmuls
 and FFTs get their FLOPs from the compiled HLO and so an achieved rate, set beside this
-machine's rates measured in the same process: a (4096 x 4096) float32 matmul on all cores and
-a batch of length-2048 real FFTs. Minor page faults per step come from getrusage.
+machine's rates measured in the same process: a (4096 x 4096) matmul on all cores in float32
+(and in bfloat16 with float32 accumulation, for reference) and a batch of length-2048 real FFTs.
+Minor page faults per step come from getrusage.
 
 Workloads:
 - lm: the 2-layer H3 LM of bench_user_script.py (d_model 64, d_inner 256, V = 30), L = 1024,
   batch 32, AdamW, dropout on; the step a user writes around `h3_jax.models.LM`.
 - mqar: the MQAR cell of Zoology's recipe at L = 128, 8 pairs, d_model 128 (H3, d_state 128,
   head_dim 2, Zoology's blocks, V = 8192), batch 512, through `h3_jax.train.make_train_step`
-  with the LM head on the labelled positions only.
+  with the LM head on the labelled positions only; `--set` overrides its config (as `h3-jax
+  train` does), e.g. `model.compute_dtype=bfloat16`.
 Writes profile_<name>.md and .json to --out.
 """
 
@@ -72,8 +75,10 @@ class Workload(NamedTuple):
     lower: Callable
 
 
-def lm_workload() -> Workload:
+def lm_workload(overrides: list[str]) -> Workload:
     """The LM step exactly as bench_user_script.py's user writes it."""
+    if overrides:
+        raise SystemExit("profile_step.py: --set applies to --workload mqar only")
     namespace = {"DONATE": ()}
     exec(bench_user_script.USER_STEP, namespace)
     step = namespace["step"]
@@ -81,12 +86,12 @@ def lm_workload() -> Workload:
                     step.lower)
 
 
-def mqar_workload() -> Workload:
+def mqar_workload(overrides: list[str]) -> Workload:
     """The library's MQAR step at Zoology's L = 128, d_model 128 cell, batch 512."""
     config = apply_overrides(get_preset("h3-mqar"), [
         "task.seq_len=128", "task.num_kv_pairs=8", "model.d_model=128",
         "model.mixer.d_state=128", "model.identity_mlp=true", "model.embed_dropout=0.1",
-        "train.batch_size=512",
+        "train.batch_size=512", *overrides,
     ])
     model, tx = models.LM(config.model), optax.adamw(2.15e-3, weight_decay=0.1)
     task = config.task
@@ -119,13 +124,16 @@ def time_steps(step, carry, steps: int):
 
 
 def machine_rates() -> dict[str, float]:
-    """GFLOP/s of a large float32 matmul and of length-2048 real FFTs (rfft + irfft pairs)."""
+    """GFLOP/s of a large matmul in float32 and in bfloat16 (accumulating in float32) and of
+    length-2048 real FFTs (rfft + irfft pairs)."""
     a = jnp.ones((4096, 4096), jnp.float32)
     x = jnp.ones((2048, 2048), jnp.float32)
     mm = jax.jit(lambda a: a @ a)
+    mm_bf16 = jax.jit(lambda a: jnp.matmul(a, a, preferred_element_type=jnp.float32))
     fft = jax.jit(lambda x: jnp.fft.irfft(jnp.fft.rfft(x), n=2048))
     rates = {}
     for name, f, arg, flops in (("matmul", mm, a, 2 * 4096 ** 3),
+                                ("matmul_bf16", mm_bf16, a.astype(jnp.bfloat16), 2 * 4096 ** 3),
                                 ("fft", fft, x, 2 * fft_flops(2048, 2048))):
         jax.block_until_ready(f(arg))
         times = []
@@ -244,8 +252,8 @@ def op_times(trace_dir: str, ops: dict, steps: int) -> dict[str, float]:
     return dict(total)
 
 
-def profile(workload: str, steps: int) -> dict:
-    step, carry, tokens, lower = WORKLOADS[workload]()
+def profile(workload: str, steps: int, overrides: list[str]) -> dict:
+    step, carry, tokens, lower = WORKLOADS[workload](overrides)
     carry, compile_s, step_s = time_steps(step, carry, steps)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     carry, _, _ = time_steps(step, carry, steps)
@@ -279,7 +287,7 @@ def profile(workload: str, steps: int) -> dict:
                      "gflop": flops / 1e9, "shape": entry["shape"].split("{")[0],
                      "source": entry["meta"].split("/")[-1]})
     rows.sort(key=lambda r: -r["ms"])
-    return {"workload": workload, "step_s": step_s, "compile_s": compile_s,
+    return {"workload": workload, "overrides": overrides, "step_s": step_s, "compile_s": compile_s,
             "tokens_per_s": tokens / step_s, "steps_per_s": 1 / step_s,
             "minor_page_faults_per_step": faults, "machine_gflops": rates,
             "op_ms_total": sum(times.values()),
@@ -291,14 +299,16 @@ def markdown(result: dict, name: str) -> list[str]:
     lines = [
         f"# Where the {r['workload']} train step's time goes ({name})",
         "",
-        f"`python experiments/profile_step.py --workload {r['workload']} --name {name}`; "
+        f"`python experiments/profile_step.py --workload {r['workload']} --name {name}"
+        f"{''.join(f' --set {o}' for o in r.get('overrides', []))}`; "
         f"{result['cpu']}. Step {1e3 * r['step_s']:.0f} ms ({r['tokens_per_s']:,.0f} tokens/s, "
         f"{r['steps_per_s']:.2f} steps/s; compiling {r['compile_s']:.1f} s); the ops' own "
         f"times in the profiled steps add up to {r['op_ms_total']:.0f} ms (XLA runs independent "
         "ops side by side on the cores, and the profiler slows some ops: shares are the "
         "reliable part). "
         f"Minor page faults per step: {r['minor_page_faults_per_step']:,.0f}. Machine rates "
-        f"measured in the same process: matmul {rates['matmul']:.0f} GFLOP/s, FFT "
+        f"measured in the same process: matmul {rates['matmul']:.0f} GFLOP/s (bfloat16: "
+        f"{rates.get('matmul_bf16', float('nan')):.0f}), FFT "
         f"{rates['fft']:.0f} GFLOP/s. GLIBC_TUNABLES: {r.get('glibc_tunables') or 'unset'}.",
         "",
         "| kind | ms / step | share | GFLOP / step | achieved GFLOP/s | of machine rate | "
@@ -332,9 +342,11 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="report stem suffix (default: workload)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of the mqar workload, repeatable")
     args = parser.parse_args()
     name = args.name or args.workload
-    result = profile(args.workload, args.steps)
+    result = profile(args.workload, args.steps, args.set)
     env = environment()
     result["cpu"], result["environment"] = cpu_line(env["cpu"]), env
     result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
