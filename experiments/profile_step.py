@@ -54,6 +54,7 @@ from h3_jax.train.step import init_train_state
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_user_script  # noqa: E402
 from reports import cpu_line, write_markdown_and_json  # noqa: E402
+from step_timing import repeat_seconds  # noqa: E402
 
 from h3_jax.train.workdir import environment  # noqa: E402
 
@@ -77,8 +78,6 @@ class Workload(NamedTuple):
 
 def lm_workload(overrides: list[str]) -> Workload:
     """The LM step exactly as bench_user_script.py's user writes it."""
-    if overrides:
-        raise SystemExit("profile_step.py: --set applies to --workload mqar only")
     namespace = {"DONATE": ()}
     exec(bench_user_script.USER_STEP, namespace)
     step = namespace["step"]
@@ -135,13 +134,7 @@ def machine_rates() -> dict[str, float]:
     for name, f, arg, flops in (("matmul", mm, a, 2 * 4096 ** 3),
                                 ("matmul_bf16", mm_bf16, a.astype(jnp.bfloat16), 2 * 4096 ** 3),
                                 ("fft", fft, x, 2 * fft_flops(2048, 2048))):
-        jax.block_until_ready(f(arg))
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            jax.block_until_ready(f(arg))
-            times.append(time.perf_counter() - start)
-        rates[name] = flops / min(times) / 1e9
+        rates[name] = flops / min(repeat_seconds(f, arg, repeats=5)[1]) / 1e9
     return rates
 
 
@@ -345,6 +338,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override of the mqar workload, repeatable")
     args = parser.parse_args()
+    if args.set and args.workload != "mqar":
+        parser.error("--set applies to --workload mqar only")
     name = args.name or args.workload
     result = profile(args.workload, args.steps, args.set)
     env = environment()

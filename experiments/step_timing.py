@@ -1,4 +1,4 @@
-"""Time a compiled train step: compile (first call) apart from the steady state."""
+"""Time compiled calls: compile (the first call) apart from the steady state."""
 
 from __future__ import annotations
 
@@ -25,3 +25,19 @@ def time_train_step(step_fn, state, chunk, steps_per_call: int, seconds: float):
     jax.block_until_ready(metrics)
     steps_per_s = calls * steps_per_call / (time.perf_counter() - start)
     return state, metrics, compile_s, steps_per_s
+
+
+def repeat_seconds(f, *args, repeats: int) -> tuple[float, list[float]]:
+    """(seconds of a first call of f(*args), the seconds of each of `repeats` calls after it).
+
+    Each call is awaited before the next starts, so each time is one call's latency.
+    """
+    start = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        times.append(time.perf_counter() - start)
+    return first, times

@@ -1,4 +1,5 @@
-"""The bf16 matmul benchmark runs end to end; its bf16 products stay within bf16's rounding."""
+"""The bf16 matmul benchmark runs end to end; each way's product stays within its rounding of
+the float64 product."""
 
 import json
 import sys
@@ -16,9 +17,12 @@ def test_bench_bf16_matmul_smoke_run(tmp_path):
     saved = json.loads((tmp_path / "bench_bf16_matmul.json").read_text())
     assert [r["product"] for r in saved["rows"]] == [p[0] for p in bench_bf16_matmul.products()]
     for row in result["rows"]:
-        assert row["float32_rel_err"] == 0.0
-        # Operands rounded to 8 mantissa bits: products of N(0, 1) sums err ~1e-2 at worst.
-        assert 0 < row["bf16_cast_inside_rel_err"] < 2e-2
-        assert row["bf16_operands_rel_err"] == pytest.approx(row["bf16_cast_inside_rel_err"], rel=0.1)
+        # Against the float64 product: float32 sums err ~1e-7 relative; bf16 operands, rounded
+        # to 8 mantissa bits, ~1e-3 per term and ~1e-2 at worst for sums of N(0, 1) products.
+        assert 0 < row["float32_rel_err"] < 1e-5
+        bf16_err = row["bf16_cast_inside_rel_err"]
+        assert 100 * row["float32_rel_err"] < bf16_err < 2e-2
+        assert row["bf16_operands_rel_err"] == pytest.approx(bf16_err, rel=0.1)
         assert all(row[way] > 0 for way in bench_bf16_matmul.WAYS)
-    assert "| LM head, forward | (64 x 128) @ (128 x 8192) |" in (tmp_path / "bench_bf16_matmul.md").read_text()
+    report = (tmp_path / "bench_bf16_matmul.md").read_text()
+    assert "| LM head, forward | (64 x 128) @ (128 x 8192) |" in report

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
@@ -34,3 +35,11 @@ def test_fft_flops_and_kind():
     ffts = [e for n, e in ops.items() if e["entry"] and profile_step.kind(e, n) == "fft"]
     assert len(ffts) == 1
     assert profile_step.fft_op_flops(ffts[0]) == profile_step.fft_flops(512, 6)
+
+
+def test_set_with_the_lm_workload_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["profile_step.py", "--set", "model.d_model=64"])
+    with pytest.raises(SystemExit) as stop:
+        profile_step.main()
+    assert stop.value.code == 2
+    assert "--set applies to --workload mqar only" in capsys.readouterr().err
