@@ -1,13 +1,15 @@
 """What bfloat16 buys the matmuls of a train step on this CPU, and what the casts cost.
 
     python experiments/bench_bf16_matmul.py [--scale 1] [--repeats 7] [--out experiments/results]
+                                            [--name bench_bf16_matmul]
 
 Times each product of the MQAR step at L = 128, d_model 128, batch 512 (the q/k/v projection
 and the LM head on 8,192 labelled positions, forward and both backward products) three ways:
 float32; bfloat16 operands cast from float32 inside the jitted function (what a layer with
 float32 activations and bf16 matmuls runs); operands already bfloat16 (what bf16 activations
 give). Both bf16 forms accumulate in float32. `--scale s` divides the row counts by s (tests).
-Writes bench_bf16_matmul.md and .json; medians of `--repeats` calls after one warm-up.
+Writes NAME.md and .json (a name per CPU keeps them side by side); medians of `--repeats`
+calls after one warm-up.
 """
 
 from __future__ import annotations
@@ -105,13 +107,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--name", default="bench_bf16_matmul", help="report file stem")
     args = parser.parse_args(argv)
     env = environment()
     result = {"cpu": cpu_line(env["cpu"]), "environment": env, "repeats": args.repeats,
               "scale": args.scale, "rows": run(args.scale, args.repeats)}
     os.makedirs(args.out, exist_ok=True)
     lines = markdown(result)
-    write_markdown_and_json(os.path.join(args.out, "bench_bf16_matmul"), lines, result)
+    write_markdown_and_json(os.path.join(args.out, args.name), lines, result)
     print("\n".join(lines))
     return result
 
