@@ -19,7 +19,8 @@ of them alike:
   official H3 layer at its defaults, 2 threads (official_h3_torch.py, run by PY, a Python
   with torch).
 Each process reports the median of 5 timed rounds of 5 steps after a compiling call. Writes
-bench_user_script.json, .md and .png to --out.
+NAME.json, .md and .png to --out (`--name`, default bench_user_script: a name per CPU keeps
+them side by side).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--official", help="folder holding the official H3 src/ package")
     parser.add_argument("--torch-python", help="a Python with torch, to run the official H3")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--name", default="bench_user_script", help="report file stem")
     args = parser.parse_args()
     ways = {name: ([sys.executable, "-c", code], env) for name, (code, env) in WAYS.items()}
     if args.official and args.torch_python:
@@ -171,7 +173,7 @@ def main() -> None:
               "cpu": cpu_line(env["cpu"]), "environment": env,
               "ways": {n: {"runs": v, "median": statistics.median(v)} for n, v in runs.items()}}
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "bench_user_script")
+    stem = os.path.join(args.out, args.name)
     write_markdown_and_json(stem, markdown(result).splitlines(), result)
     plot(result, Path(stem + ".png"))
     print(markdown(result))
