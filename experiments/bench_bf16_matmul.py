@@ -32,6 +32,7 @@ from h3_jax.hugepages import restart_with_huge_pages  # noqa: E402
 from h3_jax.train.workdir import environment  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+DEFAULT_NAME = "bench_bf16_matmul"
 D, V = 128, 8192
 
 
@@ -83,14 +84,23 @@ def run(scale: int, repeats: int) -> list[dict]:
     return rows
 
 
+def _error_range(result: dict, way: str) -> str:
+    errors = [row[f"{way}_rel_err"] for row in result["rows"]]
+    return f"{min(errors):.1e} to {max(errors):.1e}"
+
+
 def markdown(result: dict) -> list[str]:
+    name = result.get("name", DEFAULT_NAME)
+    name_flag = "" if name == DEFAULT_NAME else f" --name {name}"
     lines = [
         "# bfloat16 matmuls against float32, and the cost of casting to bf16",
         "",
-        f"`python experiments/bench_bf16_matmul.py`; {result['cpu']}. GFLOP/s, medians of "
-        f"{result['repeats']} calls. \"cast inside\": float32 operands cast to bf16 in the "
-        "jitted function (XLA:CPU runs each cast as its own pass over memory); \"bf16 "
-        "operands\": already bf16. Both accumulate in float32.",
+        f"`python experiments/bench_bf16_matmul.py{name_flag}`; {result['cpu']}. GFLOP/s, "
+        f"medians of {result['repeats']} calls. \"cast inside\": float32 operands cast to bf16 "
+        "in the jitted function (XLA:CPU runs each cast as its own pass over memory); \"bf16 "
+        "operands\": already bf16. Both accumulate in float32. Largest error over the largest "
+        f"entry, against the float64 product: float32 {_error_range(result, 'float32')}, bf16 "
+        f"{_error_range(result, 'bf16_cast_inside')}.",
         "",
         "| product | shape | float32 | bf16, cast inside | bf16 operands | cast inside / float32 |",
         "|---|---|---:|---:|---:|---:|",
@@ -107,11 +117,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--name", default="bench_bf16_matmul", help="report file stem")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="report file stem")
     args = parser.parse_args(argv)
     env = environment()
     result = {"cpu": cpu_line(env["cpu"]), "environment": env, "repeats": args.repeats,
-              "scale": args.scale, "rows": run(args.scale, args.repeats)}
+              "scale": args.scale, "name": args.name, "rows": run(args.scale, args.repeats)}
     os.makedirs(args.out, exist_ok=True)
     lines = markdown(result)
     write_markdown_and_json(os.path.join(args.out, args.name), lines, result)

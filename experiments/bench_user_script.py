@@ -38,6 +38,7 @@ from reports import cpu_line, pyplot, save_figure, write_markdown_and_json  # no
 from h3_jax.train.workdir import environment  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+DEFAULT_NAME = "bench_user_script"
 B, L = 32, 1024
 
 SETUP = f"""
@@ -112,13 +113,15 @@ def run_once(command: list[str], extra_env: dict[str, str]) -> float:
 
 
 def markdown(result: dict) -> str:
+    name = result.get("name", DEFAULT_NAME)
     base = result["ways"]["own step, glibc defaults"]["median"]
     cli = result["ways"]["as the CLI"]["median"]
     lines = [
         "# A researcher's own train step against the library's",
         "",
         f"`python experiments/bench_user_script.py --rounds {result['rounds']}"
-        f"{' --official PATH --torch-python PY' if result.get('official') else ''}`; "
+        f"{' --official PATH --torch-python PY' if result.get('official') else ''}"
+        f"{'' if name == DEFAULT_NAME else ' --name ' + name}`; "
         f"{result['cpu']}. 2-layer H3 LM (d_model 64, d_inner 256), L = {L}, batch {B}, AdamW, "
         "dropout on; tokens/s, the median over fresh processes (each the median of 5 rounds of "
         "5 steps), run in turns.",
@@ -156,7 +159,7 @@ def main() -> None:
     parser.add_argument("--official", help="folder holding the official H3 src/ package")
     parser.add_argument("--torch-python", help="a Python with torch, to run the official H3")
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--name", default="bench_user_script", help="report file stem")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="report file stem")
     args = parser.parse_args()
     ways = {name: ([sys.executable, "-c", code], env) for name, (code, env) in WAYS.items()}
     if args.official and args.torch_python:
@@ -169,7 +172,8 @@ def main() -> None:
             runs[name].append(run_once(command, env))
             print(f"round {r + 1}: {name}: {runs[name][-1]:,.0f} tokens/s", flush=True)
     env = environment()
-    result = {"rounds": args.rounds, "official": bool(args.official and args.torch_python),
+    result = {"rounds": args.rounds, "name": args.name,
+              "official": bool(args.official and args.torch_python),
               "cpu": cpu_line(env["cpu"]), "environment": env,
               "ways": {n: {"runs": v, "median": statistics.median(v)} for n, v in runs.items()}}
     os.makedirs(args.out, exist_ok=True)

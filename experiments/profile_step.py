@@ -77,7 +77,8 @@ class Workload(NamedTuple):
 
 
 def lm_workload(overrides: list[str]) -> Workload:
-    """The LM step exactly as bench_user_script.py's user writes it."""
+    """The LM step exactly as bench_user_script.py's user writes it (no overrides: main()
+    refuses --set for it)."""
     namespace = {"DONATE": ()}
     exec(bench_user_script.USER_STEP, namespace)
     step = namespace["step"]
