@@ -113,7 +113,7 @@ def run_once(command: list[str], extra_env: dict[str, str]) -> float:
 
 
 def markdown(result: dict) -> str:
-    name = result.get("name", DEFAULT_NAME)
+    stem = result.get("name", DEFAULT_NAME)
     base = result["ways"]["own step, glibc defaults"]["median"]
     cli = result["ways"]["as the CLI"]["median"]
     lines = [
@@ -121,7 +121,7 @@ def markdown(result: dict) -> str:
         "",
         f"`python experiments/bench_user_script.py --rounds {result['rounds']}"
         f"{' --official PATH --torch-python PY' if result.get('official') else ''}"
-        f"{'' if name == DEFAULT_NAME else ' --name ' + name}`; "
+        f"{'' if stem == DEFAULT_NAME else ' --name ' + stem}`; "
         f"{result['cpu']}. 2-layer H3 LM (d_model 64, d_inner 256), L = {L}, batch {B}, AdamW, "
         "dropout on; tokens/s, the median over fresh processes (each the median of 5 rounds of "
         "5 steps), run in turns.",
