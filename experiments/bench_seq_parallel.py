@@ -112,7 +112,7 @@ def relative_error(a, b) -> float:
 
 def measure(name: str, L: int, S: int, run: bool) -> dict:
     model = LM(model_config(name))
-    params = model.init(jax.random.key(0), jnp.zeros((1, 64), jnp.int32))["params"]
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64), jnp.int32))["params"]
     tokens = np.random.default_rng(0).integers(0, VOCAB, (1, L), dtype=np.int32)
     mesh = make_mesh(S)
     fn = loss_and_grads_fn(model)
