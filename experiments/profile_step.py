@@ -17,7 +17,8 @@ Workloads:
 - mqar: the MQAR cell of Zoology's recipe at L = 128, 8 pairs, d_model 128 (H3, d_state 128,
   head_dim 2, Zoology's blocks, V = 8192), batch 512, through `h3_jax.train.make_train_step`
   with the LM head on the labelled positions only; `--set` overrides its config (as `h3-jax
-  train` does), e.g. `model.compute_dtype=bfloat16`.
+  train` does), e.g. `model.compute_dtype=bfloat16`. Like `h3-jax train`, it restarts itself
+  once with 2 MiB pages (h3_jax/hugepages.py); lm runs with nothing set, as a user's script.
 Writes profile_<name>.md and .json to --out.
 """
 
@@ -46,6 +47,7 @@ import optax
 
 import h3_jax  # noqa: F401  (its allocator settings, as a user's script gets them)
 from h3_jax import models, tasks
+from h3_jax.hugepages import restart_with_huge_pages
 from h3_jax.presets import get_preset
 from h3_jax.train import make_train_step
 from h3_jax.train.config import apply_overrides
@@ -341,6 +343,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.set and args.workload != "mqar":
         parser.error("--set applies to --workload mqar only")
+    if args.workload == "mqar":  # the step as `h3-jax train` runs it; lm: as a user's script
+        restart_with_huge_pages()
     name = args.name or args.workload
     result = profile(args.workload, args.steps, args.set)
     env = environment()

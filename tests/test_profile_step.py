@@ -43,3 +43,21 @@ def test_set_with_the_lm_workload_is_a_usage_error(monkeypatch, capsys):
         profile_step.main()
     assert stop.value.code == 2
     assert "--set applies to --workload mqar only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workload, restarts", [("mqar", 1), ("lm", 0)])
+def test_only_the_cli_workload_restarts_with_huge_pages(monkeypatch, workload, restarts):
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def profile(*args):
+        raise Stop
+
+    monkeypatch.setattr(profile_step, "restart_with_huge_pages", lambda: calls.append(1))
+    monkeypatch.setattr(profile_step, "profile", profile)
+    monkeypatch.setattr(sys, "argv", ["profile_step.py", "--workload", workload])
+    with pytest.raises(Stop):
+        profile_step.main()
+    assert len(calls) == restarts
