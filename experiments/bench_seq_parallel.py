@@ -27,6 +27,7 @@ if __name__ == "__main__":  # before jax is imported: the fake devices
                                + f" --xla_force_host_platform_device_count={shards}")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -110,9 +111,16 @@ def relative_error(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
 
 
+@functools.cache
+def initial_params(name: str) -> dict:
+    """The model's parameters, the same at every length (compiled: eager init takes seconds)."""
+    model = LM(model_config(name))
+    return jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64), jnp.int32))["params"]
+
+
 def measure(name: str, L: int, S: int, run: bool) -> dict:
     model = LM(model_config(name))
-    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64), jnp.int32))["params"]
+    params = initial_params(name)
     tokens = np.random.default_rng(0).integers(0, VOCAB, (1, L), dtype=np.int32)
     mesh = make_mesh(S)
     fn = loss_and_grads_fn(model)
