@@ -28,7 +28,7 @@ from h3_jax.train.config import (
 )
 from h3_jax.train.loop import train
 from h3_jax.train.metrics_log import read_jsonl
-from h3_jax.train.workdir import METRICS, environment, write_json
+from h3_jax.train.workdir import CONFIG, METRICS, environment, write_json
 from parked import discard, park, unpark
 
 # What a cell's JSON keeps of its run's summary (besides the history of evaluations).
@@ -169,6 +169,7 @@ def run_cell(
     discard(workdir, cell_dir)
     result = {k: summary[k] for k in CELL_RESULTS}
     result["history"] = eval_history(workdir)
+    result["sessions"] = sessions(workdir)
     best = result["best_test_accuracy"]
     print(f"{cell}: best test accuracy {' '.join(f'{a:.3f}' for a in best)} "
           f"at steps {result['best_step']}, {result['final_step']} steps, "
@@ -201,6 +202,23 @@ def eval_history(workdir: str) -> list[dict]:
         return []
     return [{k: v for k, v in record.items() if k != "kind"}
             for record in read_jsonl(path) if record["kind"] == "eval"]
+
+
+def sessions(workdir: str) -> list[dict]:
+    """Each stretch of a run's training, oldest first: {"step" it started at, "started" (the
+    time), "cpu"}. A run begun before metrics.jsonl kept session records gives its start from
+    config.json, with no time, and misses the resumes before the records began."""
+    path = os.path.join(workdir, METRICS)
+    records = [r for r in read_jsonl(path) if r["kind"] == "session"] \
+        if os.path.exists(path) else []
+    found = [{"step": r["step"], "started": r["started"], "cpu": r["environment"].get("cpu")}
+             for r in records]
+    config = os.path.join(workdir, CONFIG)
+    if (not found or found[0]["step"] != 0) and os.path.exists(config):
+        with open(config) as f:
+            start = json.load(f).get("environment", {})
+        found.insert(0, {"step": 0, "started": None, "cpu": start.get("cpu")})
+    return found
 
 
 def run_in_workers(cells: list[str], jobs: int, deadline: float | None) -> None:

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from h3_jax.train.config import RunConfig
-from cells import cell_workdir, eval_history
+from cells import cell_workdir, eval_history, sessions
 from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
 
 CLOSE_ENOUGH = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology's
@@ -22,12 +22,25 @@ CLOSE_ENOUGH = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology
 def in_progress(workdir: str, cell: str, config: RunConfig, seeds: list[int],
                 stop_at: float | None) -> dict | None:
     """A paused cell's evaluations so far, read from its run directory, or None."""
-    history = eval_history(cell_workdir(workdir, cell, config, seeds, stop_at))
+    run_dir = cell_workdir(workdir, cell, config, seeds, stop_at)
+    history = eval_history(run_dir)
     if not history:
         return None
     best = np.max([h["test_accuracy"] for h in history], axis=0)
     return {"history": history, "best_test_accuracy": best.tolist(),
-            "final_step": history[-1]["step"], "in_progress": True}
+            "final_step": history[-1]["step"], "sessions": sessions(run_dir),
+            "in_progress": True}
+
+
+def cpus(result: dict) -> list[str]:
+    """The CPUs a cell trained on, in the order first used, as far as its records go: its
+    sessions (see `cells.sessions`) and, for a finished cell, the one it finished on."""
+    found = [s["cpu"] for s in result.get("sessions", [])]
+    if "environment" in result:
+        found.append(result["environment"].get("cpu"))
+    labels = (f"{cpu_label({'cpu': c})} {c['family_model']}" if c else "not recorded"
+              for c in found)
+    return list(dict.fromkeys(labels))
 
 
 def summarize(accuracies: list[float]) -> dict:
@@ -63,14 +76,13 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
                     "train_loss": h.get("train_loss"), "test_loss": h.get("test_loss")}
                    for h in result["history"]]
         data[cell] = {**stats, "zoology": theirs, "status": status, "lr": lr,
-                      "history": history}
+                      "cpus": cpus(result), "history": history}
         near = "yes" if abs(stats["mean"] - theirs) <= CLOSE_ENOUGH else "no"
         rows.append(f"| {mixer} | {L} ({kv}) | {d} | {stats['mean']:.3f} "
                     f"({stats['min']:.3f}-{stats['max']:.3f}, {stats['seeds']} seeds) | "
                     f"{theirs:.2f} | {stats['mean'] - theirs:+.3f} | "
                     f"{near if not result.get('in_progress') else '-'} | "
-                    f"{losses(history[-1])} | {status} |")
-    cpus = sorted({cpu_label(r["environment"]) for r in done.values() if "environment" in r})
+                    f"{losses(history[-1])} | {status} | {', '.join(data[cell]['cpus'])} |")
     lines = [
         "# MQAR, Zoology Figure 2 with Zoology's recipe",
         "",
@@ -89,11 +101,13 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
         "from its curves: [mqar_study.md](mqar_study.md#zoologys-recipe-all-64-epochs).",
         "",
         "| mixer | L (kv) | d_model | h3-jax, mean (range) | Zoology | difference | within 5 "
-        "| train / test loss | status |",
-        "|---|---|---:|---|---:|---:|---|---|---|",
+        "| train / test loss | status | CPUs |",
+        "|---|---|---:|---|---:|---:|---|---|---|---|",
         *rows,
         "",
-        f"CPU: {', '.join(cpus) if cpus else 'see the cells'}.",
+        "CPUs: where each cell trained (name, family/model), in the order first used; a cell "
+        "resumed before its metrics log kept a session record per start names only the CPU it "
+        "started on, later sessions' and, once finished, the one it finished on.",
     ]
     files = write_markdown_and_json(stem, lines, {"cells": data, "seeds": seeds})
     files.append(plot(data, all_cells, zoology, stem + ".png"))

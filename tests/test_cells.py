@@ -77,3 +77,22 @@ def test_a_parked_run_replaces_only_an_older_work_directory(tmp_path):
     assert parked.unpark(str(results), str(runs)) == []  # nothing newer than the work directory
     parked.discard(str(runs / "cell-new"), str(results))
     assert sorted(os.listdir(results / "paused")) == ["cell-abc"]
+
+
+def test_sessions_name_each_stretch_and_fall_back_to_the_start_in_config(tmp_path):
+    def session(step, name):
+        return {"kind": "session", "step": step, "started": f"t{step}",
+                "environment": {"cpu": {"name": name}}}
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for run, records in ((old, [session(30, "B")]), (new, [session(0, "A"), session(30, "B")])):
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"environment": {"cpu": {"name": "A"}}}))
+        lines = [json.dumps(r) for r in [{"kind": "eval", "step": 10}, *records]]
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    # A run begun before session records: its start comes from config.json, without a time.
+    assert cells.sessions(str(old)) == [{"step": 0, "started": None, "cpu": {"name": "A"}},
+                                        {"step": 30, "started": "t30", "cpu": {"name": "B"}}]
+    assert cells.sessions(str(new)) == [{"step": 0, "started": "t0", "cpu": {"name": "A"}},
+                                        {"step": 30, "started": "t30", "cpu": {"name": "B"}}]
+    assert cells.sessions(str(tmp_path / "missing")) == []

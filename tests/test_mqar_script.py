@@ -11,10 +11,12 @@ import sys
 import numpy as np
 
 from h3_jax.train.config import config_from_dict, config_to_dict
+from h3_jax.train.workdir import environment
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
 import mqar  # noqa: E402
+from reports import cpu_label  # noqa: E402
 
 
 def test_mqar_script_one_cell(tmp_path, run_script):
@@ -113,4 +115,11 @@ def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
     text = (tmp_path / "results" / "mqar_zoology.md").read_text()
     assert "| attention | 64 (4) | 64 |" in text and "2 seeds" in text
     assert f"| {train:.2f} / {test:.2f} | 2 epochs |" in text
+    # Both sessions (the start and the resume) ran here: the CPU is named once.
+    cpu = environment()["cpu"]
+    assert cell["cpus"] == [f"{cpu_label({'cpu': cpu})} {cpu['family_model']}"]
+    assert text.count(cell["cpus"][0]) == 1
+    stored = json.loads((tmp_path / "results" / "mqar_zoology" /
+                         "attention-L64-d64-lr0.00215.json").read_text())
+    assert [s["step"] for s in stored["sessions"]] == [0, 5]
     assert (tmp_path / "results" / "mqar_zoology.png").exists()

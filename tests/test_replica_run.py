@@ -56,6 +56,9 @@ def test_pause_and_resume_equals_uninterrupted(tmp_path, compile_cache):
     # Same compiled step, same data order and RNG from the checkpoint: bitwise the same run.
     assert evals(tmp_path / "split") == evals(tmp_path / "whole")
     assert len(evals(tmp_path / "whole")) == 4
+    sessions = [r for r in read_jsonl(str(tmp_path / "split" / "metrics.jsonl"))
+                if r["kind"] == "session"]
+    assert [r["step"] for r in sessions] == [0, 10]  # the start and the resume
     assert len(evals(tmp_path / "whole")[0]["test_accuracy"]) == 2
     for key in ("test_accuracy", "best_test_accuracy", "best_step"):
         assert resumed.summary[key] == whole.summary[key]
@@ -70,8 +73,12 @@ def test_the_cli_run_is_the_one_replica_study_run(tmp_path, compile_cache):
                  "--train.seed=3", "--train.data_seed=5", *(f"--{o}" for o in TINY)])
     assert code == 0
     records = [read_jsonl(str(tmp_path / name / "metrics.jsonl")) for name in ("study", "cli")]
+    # Both start with a session record (the time and environment of the start), at step 0.
+    assert [r["step"] for r in records[0] if r["kind"] == "session"] == [0]
+    assert [r["step"] for r in records[1] if r["kind"] == "session"] == [0]
     strip = lambda r: {k: v for k, v in r.items() if k not in ("steps_per_s", "tokens_per_s")}  # noqa: E731
-    assert [strip(r) for r in records[0]] == [strip(r) for r in records[1]]
+    results = [[strip(r) for r in run if r["kind"] != "session"] for run in records]
+    assert results[0] == results[1]
     with open(tmp_path / "cli" / "summary.json") as f:
         cli = json.load(f)
     assert cli["test_accuracy"] == study.summary["test_accuracy"]

@@ -28,6 +28,9 @@ def test_a_format_1_run_evaluates_and_resumes_as_the_old_code_did(tmp_path, caps
 
     assert main(["train", "--workdir", str(workdir), "--resume", "--progress=off"]) == 0
     new = read_jsonl(str(workdir / "metrics.jsonl"))
+    sessions = [r for r in new if r["kind"] == "session"]  # the resume's, at the checkpoint
+    assert [r["step"] for r in sessions] == [20] and "cpu" in sessions[0]["environment"]
+    new = [r for r in new if r["kind"] != "session"]
     assert [r["step"] for r in new] == [r["step"] for r in old]
     # Records up to the checkpoint are the old ones, now as per-replica lists.
     assert new[2]["loss"] == [old[2]["loss"]] and new[3]["test_loss"] == [old[3]["loss"]]

@@ -2,7 +2,8 @@
 replica per seed, trained together in one vmapped step; see `replicas.py`).
 
 A run lives in a work directory: `config.json`, `metrics.jsonl` (train windows and evaluations,
-per-replica values as lists), orbax checkpoints (the latest few and the best by mean eval
+per-replica values as lists, and a "session" record each time training starts or resumes: when,
+and the environment it ran in), orbax checkpoints (the latest few and the best by mean eval
 accuracy) and `summary.json`. It resumes from its latest checkpoint, stops cleanly on SIGINT /
 SIGTERM, pauses at a deadline, stops early once every replica reaches `stop_at`, and stops when
 no replica has a finite loss left (a replica that diverges alone leaves NaN in its records and
@@ -190,6 +191,10 @@ def _train(config: RunConfig, workdir: str, *, seeds: Sequence[int], data_seeds:
             wd.write_config(workdir, config, run.seeds, run.data_seeds)
         formats.upgrade_metrics_log(wd.path(workdir, wd.METRICS))
         log = JsonlLog(wd.path(workdir, wd.METRICS), keep_through_step=start)
+        # A paused run may resume on another machine: each stretch names its own CPU.
+        log.write({"kind": "session", "step": start,
+                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "environment": wd.environment()})
         last_train = next((r for r in reversed(read_jsonl(log.path)) if r["kind"] == "train"),
                           None)
     wall_before, t_start = timing["wall_s"], time.perf_counter()
