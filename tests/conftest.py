@@ -15,6 +15,23 @@ import pytest
 from h3_jax import ssm
 
 
+def _share_the_cores_among_workers() -> None:
+    """Give each pytest-xdist worker its own share of the cores (and its subprocesses, which
+    inherit it), before XLA starts its threads. Unpinned, every worker's XLA splits each op
+    over all cores that the other workers keep busy; with `-n 2` on 2 cores, pinning ran a
+    quarter of the suite 9-15% faster in three paired runs."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT")
+    if not (worker and count and hasattr(os, "sched_setaffinity")):
+        return
+    cores, index, count = sorted(os.sched_getaffinity(0)), int(worker[2:]), int(count)
+    share = cores[index::count] if count <= len(cores) else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, set(share))
+
+
+_share_the_cores_among_workers()
+
+
 def random_ssm(seed: int, H: int, N: int, *, method: str = "bilinear", A_init: str = "lin"):
     """(dA, dB, C) of an S4D-initialised SSM with a perturbed B, in complex64."""
     key_init, key_b = jax.random.split(jax.random.key(seed))
