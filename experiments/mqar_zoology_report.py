@@ -105,9 +105,9 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
         "|---|---|---:|---|---:|---:|---|---|---|---|",
         *rows,
         "",
-        "CPUs: where each cell trained (name, family/model), in the order first used; a cell "
-        "resumed before its metrics log kept a session record per start names only the CPU it "
-        "started on, later sessions' and, once finished, the one it finished on.",
+        "CPUs: where each cell trained (name, family/model), in the order first used. Resumes "
+        "from before the metrics logs kept a record per session are missing: such a cell names "
+        "the CPU it started on, those of later sessions and, once finished, its last.",
     ]
     files = write_markdown_and_json(stem, lines, {"cells": data, "seeds": seeds})
     files.append(plot(data, all_cells, zoology, stem + ".png"))
