@@ -74,6 +74,10 @@ def short_causal_conv(
     compute = jnp.promote_types(jnp.promote_types(u.dtype, K.dtype), jnp.float32)
     taps = min(K.shape[-1], length)
     K = K[:, :taps].astype(compute)
+    if D is not None:
+        # The skip term is the lag-0 tap: the matmul applies it, and its gradient comes out
+        # of the kernel's instead of a separate reduction over every batch row and step.
+        K = K.at[:, 0].add(D.astype(compute))
     # Channels-first rows (H, B', L): the channel is the matmul's batch axis.
     x = jnp.moveaxis(u.astype(compute), -1, 0).reshape(channels, -1, length)
     block = max(taps, MIN_BLOCK)
@@ -87,8 +91,6 @@ def short_causal_conv(
         y = jnp.einsum("hms,hts->hmt", pairs, _toeplitz(K, block, 2 * block, block), precision=HIGHEST)
         y = y.reshape(channels, -1, n_blocks * block)[..., :length]
     y = jnp.moveaxis(y.reshape(channels, *batch, length), 0, -1)
-    if D is not None:
-        y = y + D.astype(compute) * u.astype(compute)
     return y.astype(u.dtype)
 
 
