@@ -44,8 +44,24 @@ def masked_loss_and_accuracy(
     logits = logits.astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     weight = mask.astype(jnp.float32)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    correct = (argmax_last(logits) == targets).astype(jnp.float32)
     return jnp.sum(ce * weight), jnp.sum(correct * weight), jnp.sum(weight), ce
+
+
+def argmax_last(x: jax.Array, block: int = 128) -> jax.Array:
+    """jnp.argmax(x, axis=-1), the first index of the maximum, found block by block when the last
+    axis is a multiple of `block`: the maximum of each block, the first block holding the overall
+    maximum, then the first maximum inside it. XLA:CPU runs argmax as a two-operand reduction
+    that is not vectorised, 10x slower than these plain maxima over a (4096, 8192) array.
+    Rows holding NaN may differ from jnp.argmax (XLA:CPU's max skips NaN); a NaN loss stops
+    training anyway."""
+    width = x.shape[-1]
+    if width % block or width < 4 * block:
+        return jnp.argmax(x, axis=-1)
+    blocks = x.reshape(*x.shape[:-1], width // block, block)
+    first = jnp.argmax(jnp.max(blocks, axis=-1), axis=-1)
+    inside = jnp.take_along_axis(blocks, first[..., None, None], axis=-2)[..., 0, :]
+    return first * block + jnp.argmax(inside, axis=-1)
 
 
 def labelled_logits(
