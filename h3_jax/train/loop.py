@@ -215,6 +215,7 @@ def _train(config: RunConfig, workdir: str, *, seeds: Sequence[int], data_seeds:
 
     step, status, stop_signal, error = start, "completed", None, None
     compiled, compiled_in_window, mark = False, False, time.perf_counter()
+    queued = None  # the metrics of the last call dispatched
     log_rate = Rate(start)
     tokens = t.batch_size * config.task.seq_len * len(run.seeds)  # per step, all replicas
     bar = progress_bar(t.steps, start, show_progress if run.is_main else False)
@@ -232,6 +233,11 @@ def _train(config: RunConfig, workdir: str, *, seeds: Sequence[int], data_seeds:
                         save(step, None)
                     break
                 state, metrics = run.train_steps(state, run.chunk(step))
+                # Queue one call behind the running one, not a whole log window: Python handles
+                # a signal only once it regains control, so a stop then comes within two calls.
+                if queued is not None:
+                    jax.block_until_ready(queued)
+                queued = metrics
                 log_window.add(step, metrics)
                 eval_window.add(step, metrics)
                 step += t.steps_per_call
