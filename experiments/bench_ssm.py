@@ -1,10 +1,13 @@
-"""Time the three views of one diagonal SSM: FFT convolution, associative scan, sequential scan;
-and beside them the selective SSM (Mamba's S6), which has no convolution form: associative scan,
-chunked associative scan, sequential scan.
+"""Time the three views of one diagonal SSM: FFT convolution, associative scan, sequential scan,
+and the convolution also as one Toeplitz matmul per channel (the short-sequence path); beside
+them the selective SSM (Mamba's S6), which has no convolution form: associative scan, chunked
+associative scan, sequential scan.
 
     python experiments/bench_ssm.py                 # B=8, H=64, N=32 (S6: N=16), L = 256 .. 65536
     python experiments/bench_ssm.py --paths s6_assoc_scan s6_chunked_scan s6_sequential
     python experiments/bench_ssm.py --quick         # a small smoke run
+    python experiments/bench_ssm.py --paths fft toeplitz --tokens 32768 --lengths 64 128 256 512 \
+        --state-passing-length 0 --name bench_ssm_toeplitz  # where the Toeplitz matmul stops paying
 
 For each path and length: compile time, steady-state median of repeats (forward, and forward +
 backward), XLA's peak buffer memory for the compiled call, and the max error against a float64
@@ -45,6 +48,8 @@ def paths(L: int, chunk: int):
     """name -> f(dA, dB, C, u) -> y (B, L, H). All compute the SSM without its D term."""
     return {
         "fft": lambda dA, dB, C, u: ssm.causal_conv(u, ssm.diag_ssm_kernel(dA, dB, C, L)),
+        "toeplitz": lambda dA, dB, C, u: ssm.short_causal_conv(
+            u, ssm.diag_ssm_kernel(dA, dB, C, L)),
         "assoc_scan": lambda dA, dB, C, u: ssm.diag_ssm_scan(dA, dB, C, u)[0],
         "chunked_scan": lambda dA, dB, C, u: ssm.diag_ssm_scan(dA, dB, C, u, chunk_size=chunk)[0],
         "sequential": lambda dA, dB, C, u: ssm.diag_ssm_recurrence(dA, dB, C, u)[0],
@@ -77,7 +82,7 @@ def selective_reference(u, dt, A, Bm, Cm):
         return np.asarray(jax.jit(lambda *a: ssm.selective_recurrence(*a)[0])(*args))
 
 
-LTI_PATHS = ("fft", "assoc_scan", "chunked_scan", "sequential")
+LTI_PATHS = ("fft", "toeplitz", "assoc_scan", "chunked_scan", "sequential")
 S6_PATHS = ("s6_assoc_scan", "s6_chunked_scan", "s6_sequential")
 CHUNKED = ("chunked_scan", "s6_chunked_scan")
 
@@ -187,18 +192,20 @@ def run(args) -> dict:
                            "cpu": cpu(),
                            "cpus": os.cpu_count(), "jax": jax.__version__,
                            "backend": jax.default_backend(), "date": time.strftime("%Y-%m-%d")},
-               "config": {"B": args.batch, "H": args.channels, "N": args.modes, "chunk": args.chunk,
+               "config": {"B": args.batch, "tokens": args.tokens, "H": args.channels,
+                          "N": args.modes, "chunk": args.chunk,
                           "N_selective": args.selective_modes, "lengths": args.lengths,
                           "paths": args.paths, "repeats": args.repeats},
                "rows": [], "floor": {}, "state_passing": None}
     predicted: dict[str, float] = {}
     for L in args.lengths:
         families = []
+        batch = args.tokens // L if args.tokens else args.batch
         if any(p in args.paths for p in LTI_PATHS):
-            problem = make_problem(args.batch, args.channels, args.modes, L)
+            problem = make_problem(batch, args.channels, args.modes, L)
             families.append((paths(L, args.chunk), problem, float64_reference(*problem), 3))
         if any(p in args.paths for p in S6_PATHS):
-            s6 = selective_problem(args.batch, args.channels, args.selective_modes, L)
+            s6 = selective_problem(batch, args.channels, args.selective_modes, L)
             families.append((selective_paths(args.chunk), s6, selective_reference(*s6), 0))
         for family_paths, args_, ref, u_index in families:
             scale = np.abs(ref).max()
@@ -241,8 +248,9 @@ def measure_row(name, mode, L, f, problem, u_index, ref, scale, predicted, args)
     out = r.pop("out", None)
     row.update(r)
     if "median_s" in r:
-        # Every path here is at least linear in L; the next length doubles or more.
-        predicted[key] = r["median_s"] * 2.2
+        # Every path here is at least linear in L, the Toeplitz matmul quadratic; the next length
+        # doubles or more.
+        predicted[key] = r["median_s"] * (4.4 if name == "toeplitz" else 2.2)
     if out is not None and mode == "forward":
         row["max_rel_err"] = float(np.abs(np.asarray(out) - ref).max() / scale)
     return row
@@ -285,10 +293,18 @@ def check_targets(results: dict, args) -> list[dict]:
     return targets
 
 
+def batch_text(config: dict) -> str:
+    tokens = config.get("tokens")
+    return f"B L = {tokens}" if tokens else f"B={config['B']}"
+
+
 def write_markdown(results: dict, path: Path) -> None:
     m, c = results["machine"], results["config"]
-    lines = [f"Measured on {m['platform']}, {m['cpus']} CPUs, jax {m['jax']} ({m['backend']}), "
-             f"{m['date']}. B={c['B']}, H={c['H']}, N={c['N']} complex modes (S6: "
+    cpu_name = (f"{m['cpu']['name']} (family/model {m['cpu']['family_model']}), "
+                if m.get("cpu", {}).get("name") else "")
+    lines = [f"Measured on {cpu_name}{m['platform']}, {m['cpus']} CPUs, "
+             f"jax {m['jax']} ({m['backend']}), "
+             f"{m['date']}. {batch_text(c)}, H={c['H']}, N={c['N']} complex modes (S6: "
              f"{c.get('N_selective', 16)} real modes), chunk {c['chunk']}.",
              "", "| path | mode | L | compile (s) | run (ms) | peak (GiB) | max rel. err vs float64 |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -301,17 +317,20 @@ def write_markdown(results: dict, path: Path) -> None:
         err = f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else ""
         lines.append(f"| {r['path']} | {r['mode']} | {r['L']} | {r['compile_s']:.2f} | "
                      f"{1e3 * r['median_s']:.2f} | {peak} | {err} |")
-    lines += ["", "Bare FFT floor: rfft -> multiply -> irfft of length 2L on channels-minor (B, H, L) data; "
-              "on channels-last data, the same on causal_conv's own (B, L, H) input.", "",
-              "| L | floor (ms) | floor, channels-last (ms) | causal_conv (ms) | conv / floor | "
-              "diag_ssm_kernel (ms) | kernel / conv |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
+    if results["floor"]:
+        lines += ["", "Bare FFT floor: rfft -> multiply -> irfft of length 2L on channels-minor "
+                  "(B, H, L) data; on channels-last data, the same on causal_conv's own (B, L, H) "
+                  "input.", "",
+                  "| L | floor (ms) | floor, channels-last (ms) | causal_conv (ms) | conv / floor | "
+                  "diag_ssm_kernel (ms) | kernel / conv |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
     for L, v in results["floor"].items():
         fl, cc, k = (v[n]["median_s"] * 1e3 for n in ("fft_floor", "causal_conv", "diag_ssm_kernel"))
         last = v.get("fft_floor_channels_last", {}).get("median_s")
         last = f"{last * 1e3:.2f}" if last is not None else ""
         lines.append(f"| {L} | {fl:.2f} | {last} | {cc:.2f} | {cc / fl:.2f} | {k:.2f} | {k / cc:.3f} |")
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    if results["targets"]:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
     for t in results["targets"]:
         measured = {k: v for k, v in t.items() if k not in ("target", "met")}
         lines.append(f"| {t['target']} | {json.dumps(measured)} | {'yes' if t['met'] else 'NO'} |")
@@ -338,7 +357,7 @@ def write_plot(results: dict, path: Path) -> None:
     axes[0].legend()
     c = results["config"]
     fig.suptitle(f"Diagonal SSM (solid, N={c['N']} complex) and selective S6 (dashed, "
-                 f"N={c.get('N_selective', 16)} real), B={c['B']} H={c['H']}, "
+                 f"N={c.get('N_selective', 16)} real), {batch_text(c)}, H={c['H']}, "
                  f"{results['machine']['cpus']} CPUs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -347,6 +366,8 @@ def write_plot(results: dict, path: Path) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--tokens", type=int, default=None,
+                   help="instead of --batch: B = tokens // L at each length, so B L stays fixed")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--modes", type=int, default=32)
     p.add_argument("--chunk", type=int, default=256, help="chunk size of the chunked scan")
@@ -363,6 +384,9 @@ def parse_args(argv=None):
     p.add_argument("--name", default="bench_ssm", help="stem of the three output files")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     args = p.parse_args(argv)
+    if args.tokens is not None and args.tokens < max(args.lengths):
+        p.error(f"--tokens must be at least the longest length ({max(args.lengths)}), "
+                f"got {args.tokens}")
     if args.quick:
         args.batch, args.channels, args.modes, args.chunk = 2, 4, 4, 16
         args.selective_modes = 4

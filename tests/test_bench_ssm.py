@@ -10,16 +10,19 @@ import bench_ssm  # noqa: E402
 
 
 def test_bench_ssm_smoke_run(tmp_path):
-    results = bench_ssm.main(["--batch", "2", "--channels", "4", "--modes", "4", "--chunk", "16",
-                              "--repeats", "2", "--paths", "fft", "sequential", "--lengths", "32",
+    # --tokens 64 at L = 32: a batch of 2.
+    results = bench_ssm.main(["--tokens", "64", "--channels", "4", "--modes", "4", "--chunk", "16",
+                              "--repeats", "2", "--paths", "fft", "toeplitz", "sequential",
+                              "--lengths", "32",
                               "--state-passing-length", "100", "--state-passing-chunk", "32",
                               "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "bench_ssm.json").read_text())
-    assert {r["path"] for r in saved["rows"]} == {"fft", "sequential"}
+    assert {r["path"] for r in saved["rows"]} == {"fft", "toeplitz", "sequential"}
     assert all(r["max_rel_err"] < 1e-5 for r in results["rows"] if "max_rel_err" in r)
     assert saved["state_passing"]["max_rel_err"] < 1e-5
     assert (tmp_path / "bench_ssm.png").stat().st_size > 0
-    assert "| fft | forward | 32 |" in (tmp_path / "bench_ssm.md").read_text()
+    table = (tmp_path / "bench_ssm.md").read_text()
+    assert "| fft | forward | 32 |" in table and "B L = 64," in table
 
 
 def test_bench_ssm_selective_paths(tmp_path):

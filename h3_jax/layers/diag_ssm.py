@@ -18,8 +18,9 @@ from h3_jax import ssm
 from h3_jax.layers import seq_mesh
 
 # Up to this length the diagonal convolution runs as one Toeplitz matmul per channel; beyond it,
-# by FFT. The crossover, forward + backward on a 2-core CPU (B L = 32768, H = 64), lies
-# between L = 128 (Toeplitz 3.5x faster) and L = 256 (FFT 1.9x faster).
+# by FFT. The crossover, forward + backward at B L = 32768, H = 64, lies between L = 128 and 256:
+# Toeplitz 3.5x faster at 128, FFT 1.9x faster at 256 on a 2-core AMD EPYC; 1.3x and 1.6x on one
+# core of a Xeon 6/207 (experiments/results/bench_ssm_toeplitz.md).
 SHORT_CONV_MAX_LEN = 128
 
 
