@@ -1,8 +1,8 @@
 """The report of `mqar.py --recipe zoology`: Zoology Figure 2's cells trained with Zoology's recipe,
 mean and range over seeds beside Zoology's values, cells still training with their curves so far.
 
-Writes <stem>.md, .json and .png: the best accuracy per (mixer, L, d_model) against Zoology's
-and the test-accuracy curves per epoch (mean over seeds, the band from the worst to the best)
+Writes <stem>.md, .json and .png: the best accuracy per (mixer, L, d_model) against Zoology's,
+drawn as Zoology draws Figure 2 (one panel per L, d_model across), and the test-accuracy curves per epoch (mean over seeds, the band from the worst to the best)
 with the training and test losses beside them.
 """
 
@@ -127,40 +127,75 @@ def losses(evaluation: dict) -> str:
 
 
 def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
+    """Top row, Figure 2's layout: one panel per L, best accuracy against d_model per mixer
+    (h3-jax: mean and range over seeds, hollow while still training; Zoology: dashed). Bottom
+    row: every cell's test-accuracy curve and its losses, per epoch."""
     plt = pyplot()
     if plt is None or not data:
         return None
-    fig, (left, right, loss) = plt.subplots(1, 3, figsize=(15, 3.8))
-    widths = sorted({all_cells[c][3] for c in data})
+    lengths = sorted({all_cells[c][1] for c in data})
+    fig, axes = plt.subplots(2, max(2, len(lengths)), figsize=(12, 8), squeeze=False)
+    for L, ax in zip(lengths, axes[0]):
+        figure_2_panel(ax, L, data, all_cells, zoology)
+    for ax in axes[0][len(lengths):]:
+        ax.axis("off")
+    curves, loss = axes[1][:2]
     for i, (cell, row) in enumerate(sorted(data.items())):
         mixer, L, _, d, _ = all_cells[cell]
-        color = f"C{i % 10}"
-        x = widths.index(d) + (0.08 if mixer == "attention" else -0.08) + (L == 128) * 0.02
-        left.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["min"]],
-                      [row["max"] - row["mean"]]], fmt="o", color=color, capsize=3,
-                      label=f"{mixer} L={L} d={d}")
-        left.plot([x], [zoology[(mixer, L, d)]], "x", color=color, markersize=9)
+        color, label = f"C{i % 10}", f"{mixer} L={L} d={d}"
         epochs = [h["epoch"] for h in row["history"]]
         acc = np.asarray([h["test_accuracy"] for h in row["history"]], dtype=float)
-        right.plot(epochs, acc.mean(axis=1), color=color, label=f"{mixer} L={L} d={d}")
-        right.fill_between(epochs, acc.min(axis=1), acc.max(axis=1), color=color, alpha=0.2)
+        curves.plot(epochs, acc.mean(axis=1), color=color, label=label)
+        curves.fill_between(epochs, acc.min(axis=1), acc.max(axis=1), color=color, alpha=0.2)
         for key, style in (("train_loss", "--"), ("test_loss", "-")):
             points = [(h["epoch"], m) for h in row["history"]
                       if (m := mean_loss(h[key])) is not None]
             if points:
                 loss.plot(*zip(*points), style, color=color,
-                          label=f"{mixer} L={L} d={d}" if key == "test_loss" else None)
-    # Only the widths that ran, as plain numbers: no log-scale ticks in between.
-    left.set_xticks(range(len(widths)), [str(w) for w in widths])
-    left.set_xlim(-0.5, len(widths) - 0.5)
-    left.set(xlabel="d_model", ylabel="best test accuracy", ylim=(0, 1.02),
-             title="h3-jax (o, range over seeds), Zoology (x)")
-    left.legend(fontsize=7)
-    right.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02),
-              title="learning curves (mean, range)")
-    right.legend(fontsize=6)
+                          label=label if key == "test_loss" else None)
+    curves.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02),
+               title="learning curves (mean, range over seeds)")
+    curves.legend(fontsize=7)
     loss.set(xlabel="epoch", ylabel="loss (mean over seeds)", yscale="log",
              title="test loss (solid), training loss (dashed)")
-    loss.legend(fontsize=6)
+    loss.legend(fontsize=7)
+    fig.suptitle("Zoology Figure 2's cells: h3-jax's best test accuracy (o: mean, bar: range over "
+                 "seeds, hollow: still training) and Zoology's (x, dashed)", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> None:
+    """Best accuracy against d_model at sequence length L, one colour per mixer."""
+    widths = sorted({d for (_, length, d) in zoology if length == L}
+                    | {all_cells[c][3] for c in data if all_cells[c][1] == L})
+    mixers = sorted({m for (m, _, _) in zoology} | {all_cells[c][0] for c in data})
+    pairs = next(kv for (_, length, kv, _, _) in all_cells.values() if length == L)
+    for j, mixer in enumerate(mixers):
+        color = f"C{j}"
+        theirs = [(widths.index(d), zoology[(mixer, L, d)]) for d in widths
+                  if (mixer, L, d) in zoology]
+        if theirs:
+            ax.plot(*zip(*theirs), "x--", color=color, markersize=9, label=f"{mixer}, Zoology")
+        # Like Zoology's figure, the best learning rate at each width.
+        best: dict[int, dict] = {}
+        for cell, row in data.items():
+            m, length, _, d, _ = all_cells[cell]
+            i = widths.index(d) if m == mixer and length == L else None
+            if i is not None and (i not in best or row["mean"] > best[i]["mean"]):
+                best[i] = row
+        if not best:
+            continue
+        ours = sorted(best.items())
+        x = [i for i, _ in ours]
+        ax.plot(x, [r["mean"] for _, r in ours], "-", color=color, label=f"{mixer}, h3-jax")
+        for i, r in ours:
+            ax.errorbar([i], [r["mean"]], yerr=[[r["mean"] - r["min"]], [r["max"] - r["mean"]]],
+                        fmt="o", color=color, capsize=3,
+                        mfc="white" if r["status"].startswith("training") else color)
+    # Only the widths in the figure, as plain numbers: no log-scale ticks in between.
+    ax.set_xticks(range(len(widths)), [str(w) for w in widths])
+    ax.set_xlim(-0.5, len(widths) - 0.5)
+    ax.set(xlabel="d_model", ylabel="best test accuracy", ylim=(0, 1.02),
+           title=f"L = {L}, {pairs} key-value pairs")
+    ax.legend(fontsize=7, loc="lower right")
