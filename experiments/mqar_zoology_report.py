@@ -2,8 +2,9 @@
 mean and range over seeds beside Zoology's values, cells still training with their curves so far.
 
 Writes <stem>.md, .json and .png: the best accuracy per (mixer, L, d_model) against Zoology's,
-drawn as Zoology draws Figure 2 (one panel per L, d_model across), and the test-accuracy curves per epoch (mean over seeds, the band from the worst to the best)
-with the training and test losses beside them.
+drawn as Zoology draws Figure 2 (one panel per L, d_model across), and the test-accuracy curves
+per epoch (mean over seeds, the band from the worst to the best) with the training and test
+losses beside them.
 """
 
 from __future__ import annotations
@@ -181,9 +182,10 @@ def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> No
         best: dict[int, dict] = {}
         for cell, row in data.items():
             m, length, _, d, _ = all_cells[cell]
-            i = widths.index(d) if m == mixer and length == L else None
-            if i is not None and (i not in best or row["mean"] > best[i]["mean"]):
-                best[i] = row
+            if m == mixer and length == L:
+                i = widths.index(d)
+                if i not in best or row["mean"] > best[i]["mean"]:
+                    best[i] = row
         if not best:
             continue
         ours = sorted(best.items())
