@@ -14,7 +14,11 @@ the library's step as `h3-jax train` runs it (experiments/bench_user_script.py).
 off): it must come before XLA starts its threads, whose arenas would otherwise be their own.
 The price: memory freed by the process stays with the process (its resident size keeps its
 peak), which is what a training process wants and what a long-lived process that shares a
-machine may not.
+machine may not. And that peak can be several times XLA's own: the three-seed MQAR step at
+L = 128 (`experiments/mqar.py --recipe zoology`) has 3.3 GB of XLA temporaries at d_model 64 and
+peaked at 10.2 GB resident with this; at d_model 128 (5.7 GB) a run reached 17.2 GB and was
+killed for memory, where the same run without this stayed at 6.3 GB through its first epoch.
+Where memory is tight, opt out.
 """
 
 from __future__ import annotations
