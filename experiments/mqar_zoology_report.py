@@ -166,6 +166,17 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
     return save_figure(fig, path)
 
 
+def best_rate(data: dict, all_cells: dict) -> dict[tuple[str, int, int], dict]:
+    """(mixer, L, d_model) -> the row of its best learning rate (highest mean over seeds), as
+    Zoology's Figure 2 shows the best of its rates."""
+    best: dict[tuple[str, int, int], dict] = {}
+    for cell, row in data.items():
+        mixer, L, _, d, _ = all_cells[cell]
+        if (mixer, L, d) not in best or row["mean"] > best[(mixer, L, d)]["mean"]:
+            best[(mixer, L, d)] = row
+    return best
+
+
 def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> None:
     """Best accuracy against d_model at sequence length L, one colour per mixer."""
     widths = sorted({d for (_, length, d) in zoology if length == L}
@@ -178,17 +189,10 @@ def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> No
                   if (mixer, L, d) in zoology]
         if theirs:
             ax.plot(*zip(*theirs), "x--", color=color, markersize=9, label=f"{mixer}, Zoology")
-        # Like Zoology's figure, the best learning rate at each width.
-        best: dict[int, dict] = {}
-        for cell, row in data.items():
-            m, length, _, d, _ = all_cells[cell]
-            if m == mixer and length == L:
-                i = widths.index(d)
-                if i not in best or row["mean"] > best[i]["mean"]:
-                    best[i] = row
-        if not best:
+        ours = sorted((widths.index(d), row) for (m, length, d), row
+                      in best_rate(data, all_cells).items() if m == mixer and length == L)
+        if not ours:
             continue
-        ours = sorted(best.items())
         x = [i for i, _ in ours]
         ax.plot(x, [r["mean"] for _, r in ours], "-", color=color, label=f"{mixer}, h3-jax")
         for i, r in ours:

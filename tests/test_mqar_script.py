@@ -123,3 +123,15 @@ def test_zoology_recipe_pauses_resumes_and_reports_seeds(tmp_path, run_script):
                          "attention-L64-d64-lr0.00215.json").read_text())
     assert [s["step"] for s in stored["sessions"]] == [0, 5]
     assert (tmp_path / "results" / "mqar_zoology.png").exists()
+
+
+def test_zoology_figure_shows_the_best_rate_of_each_setting():
+    import mqar_zoology_report
+
+    def cell(lr):
+        return next(c for c, (m, L, _, d, r) in mqar.ALL_CELLS.items()
+                    if (m, L, d, r) == ("h3", 64, 64, lr))
+
+    data = {cell(4.64e-4): {"mean": 0.9}, cell(2.15e-3): {"mean": 0.8}}
+    best = mqar_zoology_report.best_rate(data, mqar.ALL_CELLS)
+    assert best == {("h3", 64, 64): {"mean": 0.9}}
