@@ -11,6 +11,8 @@ of them alike:
   `H3_JAX_MALLOC=0`, i.e. the C library's allocator as it comes;
 - "own step, nothing set": the same script as a user runs it (`import h3_jax` tunes the
   allocator; see h3_jax/malloc.py);
+- "own step, h3_jax imported after JAX's first computation": the same, with one JAX
+  computation before the import, so the allocator stays as it comes and the import warns;
 - "own step, params and optimizer state donated": the same with `donate_argnums=(0, 1)`, so
   XLA writes the new parameters and optimizer state into the old ones' buffers;
 - "as the CLI": `h3_jax.train.make_train_step` in the environment `h3-jax train` runs in
@@ -85,6 +87,7 @@ def step(params, opt_state, key):
 carry = (params, tx.init(params), jax.random.key(1))
 """
 OWN_STEP = USER_STEP + REPORT + "report(step, *carry)\n"
+LATE_IMPORT = "import jax.numpy\njax.numpy.zeros(1).block_until_ready()\nDONATE = ()\n"
 
 LIBRARY_STEP = SETUP + REPORT + """
 from h3_jax import tasks
@@ -99,6 +102,7 @@ OFFICIAL = "official PyTorch H3, 2 threads"
 WAYS = {
     "own step, glibc defaults": ("DONATE = ()\n" + OWN_STEP, {"H3_JAX_MALLOC": "0"}),
     "own step, nothing set": ("DONATE = ()\n" + OWN_STEP, {}),
+    "own step, h3_jax imported after JAX's first computation": (LATE_IMPORT + OWN_STEP, {}),
     "own step, params and optimizer state donated": ("DONATE = (0, 1)\n" + OWN_STEP, {}),
     "as the CLI": (LIBRARY_STEP, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
 }

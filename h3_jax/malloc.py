@@ -11,14 +11,21 @@ that LM ran at 50,000 tokens/s with glibc's defaults and 72,000 with this, again
 the library's step as `h3-jax train` runs it (experiments/bench_user_script.py).
 
 `import h3_jax` applies it (Linux with glibc; `H3_JAX_MALLOC=0` before the import turns it
-off): it must come before XLA starts its threads, whose arenas would otherwise be their own.
+off): it must come before XLA starts its threads. A thread that has allocated once keeps its own
+arena, whose heaps grow only to 64 MB, so its large blocks are mapped afresh whatever the
+settings say. An import after JAX's first computation therefore changes nothing and sets nothing,
+but warns once with the fix.
 The price: memory freed by the process stays with the process (its resident size keeps its
 peak), which is what a training process wants and what a long-lived process that shares a
 machine may not. And that peak can be several times XLA's own: the three-seed MQAR step at
 L = 128 (`experiments/mqar.py --recipe zoology`) has 3.3 GB of XLA temporaries at d_model 64 and
 peaked at 10.2 GB resident with this; at d_model 128 (5.7 GB) a run reached 17.2 GB and was
 killed for memory, where the same run without this stayed at 6.3 GB through its first epoch.
-Where memory is tight, opt out.
+Sampled with mallinfo2 through a short run at L = 64, d_model 64 (1.5 GB of temporaries a
+step), the heap held one step's block while training and grew by a second one at the first
+evaluation, the first staying free beside it. A free stretch of more than 2 GiB at the heap's
+top still goes back to the system (the trim threshold is a C int). Where memory is tight, opt
+out.
 """
 
 from __future__ import annotations
@@ -27,19 +34,35 @@ import ctypes
 import os
 import platform
 import sys
+import warnings
 
 OPT_OUT = "H3_JAX_MALLOC"
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _NEVER = 2**31 - 1
+LATE = ("h3_jax was imported after JAX's first computation, so XLA's threads keep their own "
+        "allocator arenas and every call faults its temporaries in afresh (about a third of a "
+        "train step); import h3_jax before running anything in JAX (in a notebook: restart the "
+        f"kernel), or set {OPT_OUT}=0 to silence this")
+
+
+def jax_started() -> bool:
+    """Whether JAX has already brought up a backend (and with it XLA's threads) in this process."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    started = getattr(bridge, "backends_are_initialized", None)
+    return bool(started and started())
 
 
 def keep_freed_memory() -> bool:
     """Set glibc's allocator as described above; False where it does not apply (not Linux with
-    glibc, H3_JAX_MALLOC=0, or a C library that refuses a setting)."""
+    glibc, H3_JAX_MALLOC=0, a C library that refuses a setting, or JAX already started, which
+    warns)."""
     if os.environ.get(OPT_OUT) == "0":
         return False
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if jax_started():
+        warnings.warn(LATE, RuntimeWarning, stacklevel=2)
         return False
     try:
         libc = ctypes.CDLL(None)

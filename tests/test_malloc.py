@@ -16,10 +16,13 @@ from h3_jax import malloc
 GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
 
+def fresh_process(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env=os.environ | env,
+                          capture_output=True, text=True, timeout=60, check=True)
+
+
 def tuned_in_a_fresh_process(**env: str) -> bool:
-    done = subprocess.run([sys.executable, "-c", "import h3_jax; print(h3_jax.MALLOC_TUNED)"],
-                          env=os.environ | env, capture_output=True, text=True, timeout=60,
-                          check=True)
+    done = fresh_process("import h3_jax; print(h3_jax.MALLOC_TUNED)", **env)
     return done.stdout.strip() == "True"
 
 
@@ -35,3 +38,14 @@ def test_the_opt_out_and_other_platforms_set_nothing(monkeypatch):
     monkeypatch.delenv(malloc.OPT_OUT)
     monkeypatch.setattr(sys, "platform", "darwin")
     assert malloc.keep_freed_memory() is False
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
+def test_an_import_after_jax_started_sets_nothing_and_says_how_to_fix_it():
+    imported_first = fresh_process("import jax; import h3_jax; print(h3_jax.MALLOC_TUNED)")
+    assert imported_first.stdout.strip() == "True" and "RuntimeWarning" not in imported_first.stderr
+    late = fresh_process("import jax.numpy as jnp; jnp.ones(2).block_until_ready(); "
+                         "import h3_jax; print(h3_jax.MALLOC_TUNED)")
+    assert late.stdout.strip() == "False"
+    assert "import h3_jax before running anything in JAX" in late.stderr
+    assert malloc.OPT_OUT in late.stderr
