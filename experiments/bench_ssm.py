@@ -302,10 +302,12 @@ def write_markdown(results: dict, path: Path) -> None:
     m, c = results["machine"], results["config"]
     cpu_name = (f"{m['cpu']['name']} (family/model {m['cpu']['family_model']}), "
                 if m.get("cpu", {}).get("name") else "")
+    ran = {r["path"] for r in results["rows"]}
+    s6 = f" (S6: {c.get('N_selective', 16)} real modes)" if ran & set(S6_PATHS) else ""
+    chunk = f", chunk {c['chunk']}" if ran & set(CHUNKED) else ""
     lines = [f"Measured on {cpu_name}{m['platform']}, {m['cpus']} CPUs, "
              f"jax {m['jax']} ({m['backend']}), "
-             f"{m['date']}. {batch_text(c)}, H={c['H']}, N={c['N']} complex modes (S6: "
-             f"{c.get('N_selective', 16)} real modes), chunk {c['chunk']}.",
+             f"{m['date']}. {batch_text(c)}, H={c['H']}, N={c['N']} complex modes{s6}{chunk}.",
              "", "| path | mode | L | compile (s) | run (ms) | peak (GiB) | max rel. err vs float64 |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in results["rows"]:

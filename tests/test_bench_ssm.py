@@ -23,6 +23,7 @@ def test_bench_ssm_smoke_run(tmp_path):
     assert (tmp_path / "bench_ssm.png").stat().st_size > 0
     table = (tmp_path / "bench_ssm.md").read_text()
     assert "| fft | forward | 32 |" in table and "B L = 64," in table
+    assert "S6" not in table.splitlines()[0] and "chunk" not in table.splitlines()[0]
 
 
 def test_bench_ssm_selective_paths(tmp_path):
@@ -35,4 +36,6 @@ def test_bench_ssm_selective_paths(tmp_path):
     # float32 against the float64 recurrence over 32 steps.
     assert all(r["max_rel_err"] < 1e-5 for r in rows.values() if r["mode"] == "forward")
     assert results["state_passing"] is None and results["floor"] == {}
-    assert "| s6_chunked_scan | forward_backward | 32 |" in (tmp_path / "bench_ssm.md").read_text()
+    table = (tmp_path / "bench_ssm.md").read_text()
+    assert "| s6_chunked_scan | forward_backward | 32 |" in table
+    assert "(S6: 3 real modes), chunk 8." in table.splitlines()[0]
