@@ -100,7 +100,9 @@ def run_study(
     cell_dir = os.path.join(args.out_dir, args.name)
     os.makedirs(cell_dir, exist_ok=True)
     if not args.force:
-        for run_dir in unpark(cell_dir, args.workdir):
+        runs = [os.path.basename(cell_workdir(args.workdir, cell, config_for(
+            cell, args.steps, args.override), seeds, args.stop_at)) for cell in cells]
+        for run_dir in unpark(cell_dir, args.workdir, runs):
             print(f"continuing from the parked copy, now in {run_dir}")
     if args.cpu is not None and args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})  # before XLA starts its threads, which inherit it

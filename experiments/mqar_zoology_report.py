@@ -15,21 +15,24 @@ import numpy as np
 
 from h3_jax.train.config import RunConfig
 from cells import cell_workdir, eval_history, sessions
+from parked import parked_path
 from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
 
 CLOSE_ENOUGH = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology's
 
 
-def in_progress(workdir: str, cell: str, config: RunConfig, seeds: list[int],
+def in_progress(cell_dir: str, workdir: str, cell: str, config: RunConfig, seeds: list[int],
                 stop_at: float | None) -> dict | None:
-    """A paused cell's evaluations so far, read from its run directory, or None."""
+    """A paused cell's evaluations so far, read from its run directory or from its parked copy,
+    whichever has gone further, or None."""
     run_dir = cell_workdir(workdir, cell, config, seeds, stop_at)
-    history = eval_history(run_dir)
+    found = [(eval_history(d), d) for d in (run_dir, parked_path(cell_dir, run_dir))]
+    history, source = max(found, key=lambda h: h[0][-1]["step"] if h[0] else -1)
     if not history:
         return None
     best = np.max([h["test_accuracy"] for h in history], axis=0)
     return {"history": history, "best_test_accuracy": best.tolist(),
-            "final_step": history[-1]["step"], "sessions": sessions(run_dir),
+            "final_step": history[-1]["step"], "sessions": sessions(source),
             "in_progress": True}
 
 
@@ -59,7 +62,7 @@ def write_report(cell_dir: str, stem: str, *, all_cells: dict, zoology: dict,
     cells = dict(done)
     for cell in all_cells:
         if cell not in cells:
-            partial = in_progress(workdir, cell, config_for(cell), seeds, stop_at)
+            partial = in_progress(cell_dir, workdir, cell, config_for(cell), seeds, stop_at)
             if partial is not None:
                 cells[cell] = partial
     rows, data = [], {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 
 from h3_jax.train.checkpoint import Checkpoints
 from h3_jax.train.workdir import CHECKPOINTS, CONFIG, METRICS
@@ -54,20 +55,24 @@ def park(run_dir: str, cell_dir: str) -> str:
     return target
 
 
-def unpark(cell_dir: str, workdir: str) -> list[str]:
-    """Put every run parked under `cell_dir` into `workdir` where the work directory has no
-    checkpoint as new as the parked one; returns the run directories it wrote."""
+def unpark(cell_dir: str, workdir: str, names: Iterable[str]) -> list[str]:
+    """Put each named run parked under `cell_dir` into `workdir` where the work directory has no
+    checkpoint as new as the parked one; returns the run directories it wrote. Only the runs a
+    process will train, so that studies started side by side never copy the same run at once."""
     root = os.path.join(cell_dir, PAUSED)
-    if not os.path.isdir(root):
-        return []
     restored = []
-    for name in sorted(n for n in os.listdir(root) if not n.endswith(".partial")):
+    for name in sorted(names):
         parked, run_dir = os.path.join(root, name), os.path.join(workdir, name)
+        if not os.path.isdir(parked):
+            continue
         step, local = latest_step(parked), latest_step(run_dir)
         if step is None or (local is not None and local >= step):
             continue
+        staging = run_dir + ".partial"  # a copy cut short leaves no half-filled run directory
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(parked, staging)
         shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.copytree(parked, run_dir)
+        os.replace(staging, run_dir)
         restored.append(run_dir)
     return restored
 

@@ -71,10 +71,11 @@ def test_a_parked_run_replaces_only_an_older_work_directory(tmp_path):
     assert os.listdir(os.path.join(copy, "checkpoints")) == ["10"]
     run(runs / "cell-abc", 5, "five")
     run(runs / "cell-new", 20, "twenty")
-    assert parked.unpark(str(results), str(runs)) == [str(runs / "cell-abc")]
+    assert parked.unpark(str(results), str(runs), ["cell-other"]) == []  # not this study's run
+    assert parked.unpark(str(results), str(runs), ["cell-abc"]) == [str(runs / "cell-abc")]
     assert (runs / "cell-abc" / "metrics.jsonl").read_text() == "ten"
     parked.park(str(runs / "cell-new"), str(results))
-    assert parked.unpark(str(results), str(runs)) == []  # nothing newer than the work directory
+    assert parked.unpark(str(results), str(runs), ["cell-abc", "cell-new"]) == []  # nothing newer than the work directory
     parked.discard(str(runs / "cell-new"), str(results))
     assert sorted(os.listdir(results / "paused")) == ["cell-abc"]
 
