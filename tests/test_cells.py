@@ -75,7 +75,8 @@ def test_a_parked_run_replaces_only_an_older_work_directory(tmp_path):
     assert parked.unpark(str(results), str(runs), ["cell-abc"]) == [str(runs / "cell-abc")]
     assert (runs / "cell-abc" / "metrics.jsonl").read_text() == "ten"
     parked.park(str(runs / "cell-new"), str(results))
-    assert parked.unpark(str(results), str(runs), ["cell-abc", "cell-new"]) == []  # nothing newer than the work directory
+    # Nothing newer than the work directory.
+    assert parked.unpark(str(results), str(runs), ["cell-abc", "cell-new"]) == []
     parked.discard(str(runs / "cell-new"), str(results))
     assert sorted(os.listdir(results / "paused")) == ["cell-abc"]
 
