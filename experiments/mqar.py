@@ -42,7 +42,7 @@ from h3_jax.train.optim import is_one_group
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mqar_zoology_report as zoology_report  # noqa: E402
 from cells import add_arguments, run_study, shortened  # noqa: E402
-from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
+from reports import best_per_setting, cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
 
 MIXERS = ("h3", "attention")
 SETTINGS = ((64, 4), (128, 8))  # (L, kv pairs)
@@ -107,19 +107,6 @@ def zoology_recipe(config: RunConfig, steps: int | None) -> RunConfig:
     ])
 
 
-def best_per_setting(cells: dict[str, dict]) -> dict[tuple[str, int, int], dict]:
-    """(mixer, L, d) -> the best rate's cell: mean over seeds of the best test accuracy."""
-    best: dict[tuple[str, int, int], dict] = {}
-    for cell, data in cells.items():
-        mixer, L, _, d, lr = ALL_CELLS[cell]
-        accuracy = float(np.mean(data["best_test_accuracy"]))
-        key = (mixer, L, d)
-        if key not in best or accuracy > best[key]["accuracy"]:
-            best[key] = {"accuracy": accuracy, "lr": lr, "cell": cell,
-                         "steps": data["final_step"], "elapsed_s": data["elapsed_s"]}
-    return best
-
-
 def optimizer_groups(config: RunConfig) -> str:
     """A cell's optimizer: "one AdamW group" or "H3 groups"."""
     return "one AdamW group" if is_one_group(config.optim) else "H3 groups"
@@ -133,7 +120,11 @@ def block_kind(config: RunConfig) -> str:
 
 def write_report(cell_dir: str, stem: str) -> list[str]:
     cells = load_cells(cell_dir, ALL_CELLS)
-    best = best_per_setting(cells)
+    best = {setting: {"accuracy": float(np.mean(data["best_test_accuracy"])),
+                      "lr": ALL_CELLS[cell][4], "cell": cell, "steps": data["final_step"],
+                      "elapsed_s": data["elapsed_s"]}
+            for setting, (cell, data) in best_per_setting(
+                cells, ALL_CELLS, lambda data: np.mean(data["best_test_accuracy"])).items()}
     lrs = sorted({ALL_CELLS[c][4] for c in cells})
     steps = sorted({d["config"]["train"]["steps"] for d in cells.values()})
     batches = sorted({d["config"]["train"]["batch_size"] for d in cells.values()})

@@ -16,7 +16,7 @@ import numpy as np
 from h3_jax.train.config import RunConfig
 from cells import cell_workdir, eval_history, sessions
 from parked import parked_path
-from reports import cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
+from reports import best_per_setting, cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
 
 CLOSE_ENOUGH = 0.05  # the issue's bar: a cell's mean within 5 points of Zoology's
 
@@ -169,15 +169,10 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
     return save_figure(fig, path)
 
 
-def best_rate(data: dict, all_cells: dict) -> dict[tuple[str, int, int], dict]:
-    """(mixer, L, d_model) -> the row of its best learning rate (highest mean over seeds), as
-    Zoology's Figure 2 shows the best of its rates."""
-    best: dict[tuple[str, int, int], dict] = {}
-    for cell, row in data.items():
-        mixer, L, _, d, _ = all_cells[cell]
-        if (mixer, L, d) not in best or row["mean"] > best[(mixer, L, d)]["mean"]:
-            best[(mixer, L, d)] = row
-    return best
+def best_rows(data: dict, all_cells: dict) -> dict[tuple[str, int, int], dict]:
+    """(mixer, L, d_model) -> the report row of its best learning rate (highest mean)."""
+    return {setting: row for setting, (_, row)
+            in best_per_setting(data, all_cells, lambda row: row["mean"]).items()}
 
 
 def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> None:
@@ -193,7 +188,7 @@ def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> No
         if theirs:
             ax.plot(*zip(*theirs), "x--", color=color, markersize=9, label=f"{mixer}, Zoology")
         ours = sorted((widths.index(d), row) for (m, length, d), row
-                      in best_rate(data, all_cells).items() if m == mixer and length == L)
+                      in best_rows(data, all_cells).items() if m == mixer and length == L)
         if not ours:
             continue
         x = [i for i, _ in ours]

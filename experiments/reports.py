@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from h3_jax.train.workdir import write_json
 
@@ -18,6 +18,22 @@ def load_cells(cell_dir: str, known: Iterable[str]) -> dict[str, dict]:
             data = json.load(f)
         found[data["cell"]] = data
     return {c: found[c] for c in known if c in found}
+
+
+Row = TypeVar("Row")
+
+
+def best_per_setting(rows: dict[str, Row], all_cells: dict, score: Callable[[Row], float]
+                     ) -> dict[tuple[str, int, int], tuple[str, Row]]:
+    """(mixer, L, d_model) -> (cell, row) of its best learning rate by `score`, as Zoology's
+    figures show the best of their rates; `all_cells` maps a cell to (mixer, L, pairs, d, lr)."""
+    best: dict[tuple[str, int, int], tuple[str, Row]] = {}
+    for cell, row in rows.items():
+        mixer, L, _, d, _ = all_cells[cell]
+        key = (mixer, L, d)
+        if key not in best or score(row) > score(best[key][1]):
+            best[key] = (cell, row)
+    return best
 
 
 def cpu_line(cpu: dict) -> str:

@@ -133,5 +133,5 @@ def test_zoology_figure_shows_the_best_rate_of_each_setting():
                     if (m, L, d, r) == ("h3", 64, 64, lr))
 
     data = {cell(4.64e-4): {"mean": 0.9}, cell(2.15e-3): {"mean": 0.8}}
-    best = mqar_zoology_report.best_rate(data, mqar.ALL_CELLS)
+    best = mqar_zoology_report.best_rows(data, mqar.ALL_CELLS)
     assert best == {("h3", 64, 64): {"mean": 0.9}}
