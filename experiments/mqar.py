@@ -42,7 +42,9 @@ from h3_jax.train.optim import is_one_group
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mqar_zoology_report as zoology_report  # noqa: E402
 from cells import add_arguments, run_study, shortened  # noqa: E402
-from reports import best_per_setting, cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json  # noqa: E402
+from reports import (  # noqa: E402
+    best_per_setting, cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json,
+)
 
 MIXERS = ("h3", "attention")
 SETTINGS = ((64, 4), (128, 8))  # (L, kv pairs)

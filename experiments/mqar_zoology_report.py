@@ -16,7 +16,9 @@ import numpy as np
 from h3_jax.train.config import RunConfig
 from cells import cell_workdir, eval_history, sessions
 from parked import parked_path
-from reports import best_per_setting, cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json
+from reports import (
+    best_per_setting, cpu_label, load_cells, pyplot, save_figure, write_markdown_and_json,
+)
 
 CLOSE_ENOUGH = 0.05  # the bar: a cell's mean within 5 points of Zoology's
 

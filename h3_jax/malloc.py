@@ -11,10 +11,10 @@ that LM ran at 50,000 tokens/s with glibc's defaults and 72,000 with this, again
 the library's step as `h3-jax train` runs it (experiments/bench_user_script.py).
 
 `import h3_jax` applies it (Linux with glibc; `H3_JAX_MALLOC=0` before the import turns it
-off): it must come before XLA starts its threads. A thread that has allocated once keeps its own
-arena, whose heaps grow only to 64 MB, so its large blocks are mapped afresh whatever the
-settings say. An import after JAX's first computation therefore changes nothing and sets nothing,
-but warns once with the fix.
+off): it must come before XLA starts its threads. A thread that allocated before then keeps
+an arena of its own, whose heaps grow only to 64 MB, so its large blocks are mapped afresh
+whatever the settings say. An import after JAX's first computation therefore sets nothing and
+warns once with the fix.
 The price: memory freed by the process stays with the process (its resident size keeps its
 peak), which is what a training process wants and what a long-lived process that shares a
 machine may not. And that peak can be several times XLA's own: the three-seed MQAR step at
