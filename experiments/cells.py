@@ -99,24 +99,24 @@ def run_study(
     keep_compiled(args.workdir)
     cell_dir = os.path.join(args.out_dir, args.name)
     os.makedirs(cell_dir, exist_ok=True)
+    configs = {cell: config_for(cell, args.steps, args.override) for cell in cells}
     if not args.force:
-        runs = [os.path.basename(cell_workdir(args.workdir, cell, config_for(
-            cell, args.steps, args.override), seeds, args.stop_at)) for cell in cells]
+        runs = [os.path.basename(cell_workdir(args.workdir, cell, configs[cell], seeds,
+                                              args.stop_at)) for cell in cells]
         for run_dir in unpark(cell_dir, args.workdir, runs):
             print(f"continuing from the parked copy, now in {run_dir}")
     if args.cpu is not None and args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})  # before XLA starts its threads, which inherit it
     deadline = None if args.budget_minutes is None else time.time() + 60 * args.budget_minutes
     if args.jobs > 1:
-        cost = {c: config_for(c, args.steps, args.override).train.steps for c in cells}
-        run_in_workers(sorted(cells, key=lambda c: -cost[c]), args.jobs, deadline)
+        by_cost = sorted(cells, key=lambda c: -configs[c].train.steps)
+        run_in_workers(by_cost, args.jobs, deadline)
     else:
         for cell in cells:
             if deadline is not None and time.time() > deadline:
                 print(f"time budget spent before {cell}; run the same command again to continue")
                 break
-            config = config_for(cell, args.steps, args.override)
-            if not run_cell(cell, config, args, seeds, cell_dir, deadline):
+            if not run_cell(cell, configs[cell], args, seeds, cell_dir, deadline):
                 break
     if args.cpu is None:  # a worker leaves the report to its parent
         for path in write_report(cell_dir, os.path.join(args.out_dir, args.name)):

@@ -204,4 +204,4 @@ def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> No
     ax.set_xlim(-0.5, len(widths) - 0.5)
     ax.set(xlabel="d_model", ylabel="best test accuracy", ylim=(0, 1.02),
            title=f"L = {L}, {pairs} key-value pairs")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")  # the markers sit in any corner as cells train
