@@ -145,6 +145,11 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
         figure_2_panel(ax, L, data, all_cells, zoology)
     for ax in axes[0][len(lengths):]:
         ax.axis("off")
+    # One legend for the top row, above it: inside a panel it would hide markers in any corner.
+    entries = {label: handle for ax in axes[0]
+               for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(entries.values(), entries.keys(), loc="upper center", ncol=len(entries), fontsize=8,
+               bbox_to_anchor=(0.5, 0.955))
     curves, loss = axes[1][:2]
     for i, (cell, row) in enumerate(sorted(data.items())):
         mixer, L, _, d, _ = all_cells[cell]
@@ -167,7 +172,7 @@ def plot(data: dict, all_cells: dict, zoology: dict, path: str) -> str | None:
     loss.legend(fontsize=7)
     fig.suptitle("Zoology Figure 2's cells: h3-jax's best test accuracy (o: mean, bar: range over "
                  "seeds, hollow: still training) and Zoology's (x, dashed)", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return save_figure(fig, path)
 
 
@@ -204,4 +209,3 @@ def figure_2_panel(ax, L: int, data: dict, all_cells: dict, zoology: dict) -> No
     ax.set_xlim(-0.5, len(widths) - 0.5)
     ax.set(xlabel="d_model", ylabel="best test accuracy", ylim=(0, 1.02),
            title=f"L = {L}, {pairs} key-value pairs")
-    ax.legend(fontsize=7, loc="best")  # the markers sit in any corner as cells train
