@@ -20,6 +20,7 @@ from typing import Callable
 import jax
 
 from h3_jax.train.config import (
+    ConfigError,
     RunConfig,
     apply_overrides,
     config_from_dict,
@@ -99,7 +100,10 @@ def run_study(
     keep_compiled(args.workdir)
     cell_dir = os.path.join(args.out_dir, args.name)
     os.makedirs(cell_dir, exist_ok=True)
-    configs = {cell: config_for(cell, args.steps, args.override) for cell in cells}
+    try:  # every cell's config before any training: a bad --override stops the study at once
+        configs = {cell: config_for(cell, args.steps, args.override) for cell in cells}
+    except ConfigError as err:
+        parser.error(f"--override: {err}")
     if not args.force:
         runs = [os.path.basename(cell_workdir(args.workdir, cell, configs[cell], seeds,
                                               args.stop_at)) for cell in cells]

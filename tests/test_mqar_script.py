@@ -44,6 +44,19 @@ def test_mqar_script_unknown_cell(run_script):
     assert run.returncode == 2 and "unknown cells" in run.stderr
 
 
+def test_a_bad_override_stops_the_study_before_any_cell_trains(tmp_path, run_script):
+    run = run_script(
+        "mqar", "--recipe", "zoology", "--cells", "h3-L64-d64-lr0.00215,h3-L128-d64-lr0.00215",
+        "--override=model.bogus=1", "--out-dir", str(tmp_path / "results"),
+        "--workdir", str(tmp_path / "runs"), timeout=120,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "mqar.py: error: --override: unknown key model.bogus")
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "runs").exists()  # no cell began
+
+
 def test_report_names_the_optimizer_groups_of_each_cell():
     cell = "h3-L128-d128-lr0.00215"
     paper = mqar.config_for(cell, None, [])
